@@ -1,0 +1,179 @@
+"""The HTTP edge: bearer auth, the error envelope, and request parsing for app.py's routes.
+
+Domain errors become HTTP responses here and only here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from chalice import Response
+
+from chalicelib import wiring
+from chalicelib.errors import (
+    BadRequest,
+    CatalogError,
+    ProviderNotFound,
+    RefreshInProgress,
+    RouteNotFound,
+    UnknownAction,
+)
+from chalicelib.logs import get_logger
+from chalicelib.settings import ConfigError
+
+log = get_logger("api")
+
+# Routes anyone may call: the health check and the web page shell (it asks for the token itself).
+PUBLIC_PATHS = {"/api/v1/health", "/", "/assets/{name}"}
+
+
+def service():
+    return wiring.service()
+
+
+def websocket():
+    return wiring.websocket_handlers()
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body={"error": {"code": code, "message": message}},
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def token_matches(presented: str | None, expected: str | None) -> bool:
+    if not presented or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def _bearer(headers: Any) -> str | None:
+    value = headers.get("authorization") if headers else None
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def http_middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Auth for every route but the public ones, and the error envelope for every failure."""
+    try:
+        if event.path not in PUBLIC_PATHS:
+            expected = wiring.api_token()
+            if not token_matches(_bearer(event.headers), expected):
+                return error_response(401, "unauthorized", "missing or invalid bearer token")
+        response = get_response(event)
+    except RefreshInProgress as exc:
+        return error_response(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
+    except CatalogError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except ConfigError as exc:
+        log.error("config error", extra={"error": str(exc)})
+        return error_response(500, "config_error", str(exc))
+    except Exception:  # noqa: BLE001 — the edge turns every unexpected fault into the envelope
+        log.exception("unhandled error", extra={"path": event.path})
+        return error_response(500, "internal_error", "internal error; see the service logs")
+    if response.status_code >= 400 and not _is_envelope(response.body):
+        # Chalice's own errors (bad JSON, wrong method) get the contract's envelope too.
+        message = _chalice_message(response.body) or "request failed"
+        code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
+            response.status_code, "error"
+        )
+        return error_response(response.status_code, code, message)
+    return response
+
+
+def _is_envelope(body: Any) -> bool:
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+
+def _chalice_message(body: Any) -> str | None:
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return str(body)[:200] if body else None
+    if isinstance(body, dict):
+        return str(body.get("Message") or body.get("message") or "") or None
+    return None
+
+
+def _int_param(params: dict[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+def list_models(params: dict[str, str]) -> dict[str, Any]:
+    limit = _int_param(params, "limit", None, 1, 10_000)
+    return service().list_models(
+        provider_id=params.get("provider_id") or None, limit=limit, cursor=params.get("cursor") or None
+    )
+
+
+def collection_action(resource: str) -> dict[str, Any]:
+    """``POST /api/v1/<resource>``: only ``providers:<action>`` exists; the literal routes take the known ones."""
+    name, sep, action = unquote(resource).rpartition(":")
+    if sep and name == "providers":
+        if action == "refresh":
+            return service().refresh(scope="all", trigger="manual")
+        if action == "refresh_oauth":
+            return service().refresh(scope="oauth", trigger="manual")
+        raise UnknownAction(action)
+    raise RouteNotFound(f"no route POST /api/v1/{resource}")
+
+
+def provider_action(raw: str) -> dict[str, Any]:
+    """``POST /api/v1/providers/{id}:{action}``, split on the last colon after URL-decoding."""
+    provider_id, sep, action = unquote(raw).rpartition(":")
+    if not sep:
+        raise UnknownAction("")
+    if action != "refresh":
+        raise UnknownAction(action)
+    return refresh_one(provider_id, decoded=True)
+
+
+def refresh_one(provider_id: str, decoded: bool = False) -> dict[str, Any]:
+    provider_id = provider_id if decoded else unquote(provider_id)
+    if not provider_id:
+        raise ProviderNotFound(provider_id)
+    return service().refresh(scope="provider", provider_id=provider_id, trigger="manual")
+
+
+def client_config(request: Any) -> dict[str, Any]:
+    return {"ws_url": wiring.public_ws_url(request), "api_prefix": "/api/v1"}
+
+
+def openapi_document() -> dict[str, Any]:
+    from chalicelib import openapi
+
+    return openapi.document()
+
+
+def web_page() -> Response:
+    from chalicelib import web
+
+    return web.index()
+
+
+def web_asset(name: str) -> Response:
+    from chalicelib import web
+
+    return web.asset(name)
