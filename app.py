@@ -2,10 +2,11 @@
 
 from chalice import Chalice, Rate
 
-from chalicelib import api, settings
+from chalicelib import api, settings, wiring
 
 app = Chalice(app_name="model-catalog")
 app.register_middleware(api.http_middleware, "http")
+wiring.use_websocket_api(app.websocket_api)
 PREFIX = "/api/v1"
 
 

@@ -7,6 +7,7 @@ message naming the file, the key and the problem; nothing is silently ignored.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -193,7 +194,7 @@ class Settings:
     ws_public_url: str | None
     kms_key_id: str | None
     local_key_file: Path | None
-    deployment_id: str | None
+    deployment_id: str  # "this deployment" for refresh_on_start
     log_level: str
     environ: Mapping[str, str] = field(repr=False, default_factory=dict)
 
@@ -337,6 +338,17 @@ def load_config(
     return config
 
 
+def _code_and_config_fingerprint(config_path: Path) -> str:
+    """Identifies a deployment when none is named: a new code bundle or config is a new deployment."""
+    digest = hashlib.sha256()
+    for path in sorted([*PACKAGE_DIR.rglob("*.py"), PACKAGE_DIR.parent / "app.py", config_path]):
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+    return "code-" + digest.hexdigest()[:16]
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build ``Settings`` from an environment mapping (``os.environ`` by default)."""
     environ = dict(os.environ if environ is None else environ)
@@ -373,7 +385,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ws_public_url=environ.get("MODEL_CATALOG_WS_URL") or None,
         kms_key_id=environ.get("MODEL_CATALOG_KMS_KEY_ID") or None,
         local_key_file=Path(key_file) if key_file else None,
-        deployment_id=environ.get("MODEL_CATALOG_DEPLOYMENT_ID") or None,
+        deployment_id=environ.get("MODEL_CATALOG_DEPLOYMENT_ID") or _code_and_config_fingerprint(config_path),
         log_level=(environ.get("MODEL_CATALOG_LOG_LEVEL") or "INFO").upper(),
         environ=environ,
     )

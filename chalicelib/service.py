@@ -1,0 +1,193 @@
+"""The service layer: what the REST routes, the schedule and the CLI ask of the catalog.
+
+Each method returns plain JSON-ready dicts in CONTRACT §2's shapes; errors are domain errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from chalicelib.domain import Provider, RefreshStatus, Scope, Trigger
+from chalicelib.errors import BadRequest, ProviderNotFound, RefreshInProgress
+from chalicelib.lock import Lease, LeaseLock
+from chalicelib.logs import get_logger
+from chalicelib.refresh import RefreshEngine
+from chalicelib.schedule import ScheduleState, check_due, next_due_ms
+from chalicelib.settings import Settings
+from chalicelib.store import CatalogStore, api_model
+
+log = get_logger("service")
+
+
+def _iso_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def schedule_state(state: dict[str, Any]) -> ScheduleState:
+    return ScheduleState(
+        last_scheduled_at_ms=state.get("last_scheduled_at_ms"),
+        started_deployment=state.get("started_deployment"),
+        interval_anchor_ms=state.get("interval_anchor_ms"),
+    )
+
+
+def _encode_cursor(provider_id: str, model_id: str) -> str:
+    raw = json.dumps([provider_id, model_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            return value[0], value[1]
+    except (ValueError, binascii.Error):
+        pass
+    raise BadRequest("query parameter 'cursor' is not a cursor this API returned")
+
+
+class CatalogService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: CatalogStore,
+        lock: LeaseLock,
+        engine: RefreshEngine,
+        publish_pending: Callable[[str], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._settings = settings
+        self._store = store
+        self._lock = lock
+        self._engine = engine
+        self._publish_pending = publish_pending
+        self._clock = clock
+
+    @property
+    def deployment_id(self) -> str:
+        return self._settings.deployment_id
+
+    # -- reads ------------------------------------------------------------------------------
+    def list_providers(self) -> dict[str, Any]:
+        manifest = self._store.read_manifest()
+        statuses = self._lock.read().state.get("providers", {})
+        providers = []
+        for provider in self._settings.config.providers:
+            entry = manifest.providers.get(provider.id)
+            status = statuses.get(provider.id, {})
+            providers.append(
+                Provider(
+                    id=provider.id,
+                    name=provider.display_name,
+                    kind=provider.kind,
+                    refreshable=provider.refreshable,
+                    model_count=entry.count if entry else 0,
+                    last_refreshed_at=status.get("last_refreshed_at"),
+                    last_error=status.get("last_error"),
+                ).model_dump()
+            )
+        return {"providers": providers}
+
+    def list_models(
+        self, provider_id: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        if provider_id is not None:
+            known = self._settings.config.provider(provider_id) is not None
+            if not known and provider_id not in self._store.read_manifest().providers:
+                raise ProviderNotFound(provider_id)
+        manifest, catalog = self._store.read_catalog(None if provider_id is None else [provider_id])
+        after = _decode_cursor(cursor) if cursor else None
+        models: list[dict[str, Any]] = []
+        next_cursor = None
+        for pid in sorted(catalog):
+            if after and pid < after[0]:
+                continue
+            for record in catalog[pid]:
+                if after and (pid, record["id"]) <= after:
+                    continue
+                if limit is not None and len(models) == limit:
+                    last = models[-1]
+                    next_cursor = _encode_cursor(last["provider_id"], last["id"])
+                    break
+                models.append(api_model(pid, record))
+            if next_cursor:
+                break
+        body: dict[str, Any] = {"revision": manifest.revision, "models": models}
+        if limit is not None:
+            body["next_cursor"] = next_cursor
+        return body
+
+    def refresh_status(self) -> dict[str, Any]:
+        options = self._settings.options
+        state = self._lock.read().state
+        due = next_due_ms(
+            int(self._clock() * 1000),
+            options.refresh_interval_ms,
+            options.refresh_on_start,
+            schedule_state(state),
+            self.deployment_id,
+        )
+        return RefreshStatus(
+            refresh_interval_ms=options.refresh_interval_ms,
+            refresh_on_start=options.refresh_on_start,
+            last_run=state.get("last_run"),
+            next_due_at=_iso_ms(due),
+        ).model_dump(mode="json")
+
+    def position(self) -> tuple[int, str, int]:
+        """(latest event seq, epoch, revision) for WebSocket subscribers."""
+        manifest = self._store.read_manifest()
+        return manifest.seq, manifest.epoch, manifest.revision
+
+    # -- refresh ----------------------------------------------------------------------------
+    def refresh(self, scope: Scope, provider_id: str | None = None, trigger: Trigger = "manual") -> dict[str, Any]:
+        result = self._engine.run(scope, provider_id=provider_id, trigger=trigger)
+        assert result is not None  # only a veto returns None, and manual runs have none
+        return result.model_dump(mode="json")
+
+    def tick(self, trigger: Trigger = "scheduled") -> dict[str, Any]:
+        """The scheduled due-check: refresh everything when due, and repair missed pushes."""
+        options = self._settings.options
+        self._republish_pending()
+        seen = self._lock.read()
+        now_ms = int(self._clock() * 1000)
+        state = schedule_state(seen.state)
+        check = check_due(now_ms, options.refresh_interval_ms, options.refresh_on_start, state, self.deployment_id)
+        if not check.due:
+            if options.refresh_interval_ms > 0 and state.last_scheduled_at_ms is None and state.interval_anchor_ms is None:
+                self._lock.write_state({**seen.state, "interval_anchor_ms": now_ms}, seen)
+            return {"ran": False, "reason": check.reason, "result": None}
+
+        def still_due(lease: Lease) -> bool:
+            # Re-checked under the lock: a duplicate event (or a racing tick) finds the work done.
+            recheck = check_due(
+                int(self._clock() * 1000),
+                options.refresh_interval_ms,
+                options.refresh_on_start,
+                schedule_state(lease.state),
+                self.deployment_id,
+            )
+            return recheck.due
+
+        try:
+            result = self._engine.run("all", trigger="scheduled", wait_ms=0, after_acquire=still_due)
+        except RefreshInProgress:
+            return {"ran": False, "reason": "another refresh is running; the next tick checks again", "result": None}
+        if result is None:
+            return {"ran": False, "reason": "already refreshed by another tick", "result": None}
+        return {"ran": True, "reason": check.reason, "result": result.model_dump(mode="json")}
+
+    def _republish_pending(self) -> None:
+        if self._publish_pending is None:
+            return
+        try:
+            self._publish_pending(self._store.read_manifest().epoch)
+        except Exception:  # noqa: BLE001 — repair is best effort; the journal still has the events
+            log.exception("republishing pending events failed")

@@ -1,0 +1,303 @@
+"""The catalog in DynamoDB: immutable model chunks behind one manifest item.
+
+Layout (catalog table, keys pk/sk):
+- ``MANIFEST/MANIFEST``: revision, epoch, seq (last event) and, per provider, a pointer to its current
+  *generation* of chunks (generation id, chunk count, model count, fingerprint).
+- ``MODELS#<provider>/<generation>#<n>``: chunk n of a generation; a compressed JSON list of models,
+  each chunk at most ``chunk_bytes`` of JSON before compression (so far below the 400 KB item limit,
+  whatever the provider's size).
+
+Chunks are written before the manifest points at them and never change afterwards, so switching any
+number of providers' lists is a single conditional write of the manifest (in one transaction with the
+lock's fencing check and the event record): readers see the old catalog or the new one, never a mix,
+and never an empty list in between.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+from botocore.exceptions import ClientError
+
+from chalicelib import codec
+from chalicelib.errors import LockLost
+from chalicelib.logs import get_logger
+
+log = get_logger("store")
+
+MANIFEST_KEY = {"pk": {"S": "MANIFEST"}, "sk": {"S": "MANIFEST"}}
+MODEL_FIELDS = ("id", "display_name", "context_length", "max_output_tokens", "capabilities", "pricing")
+
+
+class StaleRead(Exception):
+    """A generation vanished while being read (collected after a newer commit): re-read the manifest."""
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    generation: str
+    chunks: int
+    count: int
+    fingerprint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"g": self.generation, "c": self.chunks, "n": self.count, "f": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "ProviderEntry":
+        return cls(generation=raw["g"], chunks=raw["c"], count=raw["n"], fingerprint=raw["f"])
+
+
+@dataclass(frozen=True)
+class Manifest:
+    revision: int
+    epoch: str
+    seq: int
+    providers: dict[str, ProviderEntry] = field(default_factory=dict)
+    updated_at: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        body = {pid: entry.to_json() for pid, entry in sorted(self.providers.items())}
+        item = {
+            **MANIFEST_KEY,
+            "revision": {"N": str(self.revision)},
+            "epoch": {"S": self.epoch},
+            "seq": {"N": str(self.seq)},
+            "providers": {"B": codec.pack(body)},
+        }
+        if self.updated_at:
+            item["updated_at"] = {"S": self.updated_at}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "Manifest":
+        providers = codec.unpack(item["providers"]["B"]) if "providers" in item else {}
+        return cls(
+            revision=int(item["revision"]["N"]),
+            epoch=item["epoch"]["S"],
+            seq=int(item["seq"]["N"]),
+            providers={pid: ProviderEntry.from_json(raw) for pid, raw in providers.items()},
+            updated_at=item.get("updated_at", {}).get("S"),
+        )
+
+
+def chunk_models(models: Sequence[dict[str, Any]], chunk_bytes: int) -> list[list[dict[str, Any]]]:
+    """Split a sorted model list into chunks whose JSON stays under ``chunk_bytes``."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 2
+    for model in models:
+        model_size = len(codec.dumps(model).encode("utf-8")) + 1
+        if current and size + model_size > chunk_bytes:
+            chunks.append(current)
+            current, size = [], 2
+        current.append(model)
+        size += model_size
+    if current or not chunks:
+        chunks.append(current)
+    return chunks
+
+
+def _models_pk(provider_id: str) -> str:
+    return f"MODELS#{provider_id}"
+
+
+class _GenerationCache:
+    """Chunks are immutable, so a warm Lambda can keep recently read generations (bounded LRU)."""
+
+    def __init__(self, max_models: int = 60_000):
+        self._items: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
+        self._max = max_models
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> list[dict[str, Any]] | None:
+        with self._lock:
+            models = self._items.get(key)
+            if models is not None:
+                self._items.move_to_end(key)
+            return models
+
+    def put(self, key: tuple[str, str], models: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = models
+            self._size += len(models)
+            while self._size > self._max and len(self._items) > 1:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+
+class CatalogStore:
+    def __init__(self, dynamodb_client: Any, table_name: str, chunk_bytes: int = 300_000):
+        self._client = dynamodb_client
+        self._table = table_name
+        self._chunk_bytes = chunk_bytes
+        self._cache = _GenerationCache()
+
+    # -- manifest ---------------------------------------------------------------------------
+    def read_manifest(self) -> Manifest:
+        """The current manifest (strongly consistent). Creates the empty catalog and its epoch once."""
+        item = self._client.get_item(TableName=self._table, Key=MANIFEST_KEY, ConsistentRead=True).get("Item")
+        if item:
+            return Manifest.from_item(item)
+        empty = Manifest(revision=0, epoch=uuid.uuid4().hex[:16], seq=0)
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=empty.to_item(), ConditionExpression="attribute_not_exists(pk)"
+            )
+            return empty
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        item = self._client.get_item(TableName=self._table, Key=MANIFEST_KEY, ConsistentRead=True)["Item"]
+        return Manifest.from_item(item)
+
+    def manifest_put_action(self, new: Manifest, expected_revision: int) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": new.to_item(),
+                "ConditionExpression": "revision = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(expected_revision)}},
+            }
+        }
+
+    # -- models -----------------------------------------------------------------------------
+    def read_provider_models(self, provider_id: str, entry: ProviderEntry) -> list[dict[str, Any]]:
+        """One provider's models (no ``provider_id`` key), sorted by id."""
+        key = (provider_id, entry.generation)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        models: list[dict[str, Any]] = []
+        chunks = 0
+        for item in self._query_generation(provider_id, entry.generation, keys_only=False):
+            models.extend(codec.unpack(item["body"]["B"]))
+            chunks += 1
+        if chunks != entry.chunks:
+            raise StaleRead(f"{provider_id}: generation {entry.generation} has {chunks}/{entry.chunks} chunks")
+        self._cache.put(key, models)
+        return models
+
+    def read_catalog(
+        self, provider_ids: Iterable[str] | None = None, attempts: int = 3
+    ) -> tuple[Manifest, dict[str, list[dict[str, Any]]]]:
+        """A consistent snapshot: the manifest and the models it points at."""
+        for attempt in range(attempts):
+            manifest = self.read_manifest()
+            wanted = sorted(manifest.providers if provider_ids is None else set(provider_ids) & manifest.providers.keys())
+            try:
+                return manifest, {pid: self.read_provider_models(pid, manifest.providers[pid]) for pid in wanted}
+            except StaleRead:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    def write_generation(self, provider_id: str, generation: str, models: Sequence[dict[str, Any]]) -> int:
+        """Write a new immutable generation of chunks; returns the chunk count. Invisible until committed."""
+        chunks = chunk_models(models, self._chunk_bytes)
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": _models_pk(provider_id)},
+                        "sk": {"S": f"{generation}#{index:05d}"},
+                        "body": {"B": codec.pack(chunk)},
+                    }
+                }
+            }
+            for index, chunk in enumerate(chunks)
+        ]
+        self._batch_write(requests)
+        return len(chunks)
+
+    def delete_generations(self, provider_id: str, keep: set[str]) -> int:
+        """Delete chunks of every generation of a provider not in ``keep`` (old or orphaned by a crash)."""
+        doomed = [
+            {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
+            for item in self._query_generation(provider_id, None, keys_only=True)
+            if item["sk"]["S"].rsplit("#", 1)[0] not in keep
+        ]
+        self._batch_write(doomed)
+        return len(doomed)
+
+    # -- commit -----------------------------------------------------------------------------
+    def commit(self, actions: list[dict[str, Any]], attempts: int = 4) -> None:
+        """One TransactWriteItems: the fence (first action), the manifest and the event record.
+
+        A failed fence condition means another run took the lock: ``LockLost``, nothing written.
+        """
+        for attempt in range(attempts):
+            try:
+                self._client.transact_write_items(TransactItems=actions)
+                return
+            except ClientError as error:
+                code = error.response["Error"]["Code"]
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if code == "TransactionCanceledException" and reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise LockLost("the refresh lock was taken over; this run's changes were not written") from None
+                if code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+                    raise LockLost("the catalog changed under this run; its changes were not written") from None
+                retryable = code in ("TransactionConflictException", "ThrottlingException") or (
+                    code == "TransactionCanceledException"
+                    and any(r in ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded") for r in reasons)
+                )
+                if not retryable or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _query_generation(self, provider_id: str, generation: str | None, keys_only: bool) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "ConsistentRead": True,
+            "ExpressionAttributeValues": {":pk": {"S": _models_pk(provider_id)}},
+        }
+        if generation is None:
+            request["KeyConditionExpression"] = "pk = :pk"
+        else:
+            request["KeyConditionExpression"] = "pk = :pk AND begins_with(sk, :prefix)"
+            request["ExpressionAttributeValues"][":prefix"] = {"S": f"{generation}#"}
+        if keys_only:
+            request["ProjectionExpression"] = "pk, sk"
+        while True:
+            page = self._client.query(**request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            pending = {self._table: requests[start : start + 25]}
+            delay = 0.05
+            for _ in range(10):
+                unprocessed = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not unprocessed:
+                    break
+                pending = unprocessed
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            else:
+                raise RuntimeError(f"DynamoDB left {len(pending.get(self._table, []))} writes unprocessed")
+
+
+def model_record(model: Any) -> dict[str, Any]:
+    """A domain Model as the stored/diffed record (no provider_id; every field present)."""
+    data = model.model_dump(mode="json") if hasattr(model, "model_dump") else dict(model)
+    record = {name: data.get(name) for name in MODEL_FIELDS}
+    record["capabilities"] = sorted(record["capabilities"] or [])
+    return record
+
+
+def api_model(provider_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as CONTRACT §2's Model."""
+    return {"provider_id": provider_id, **{name: record.get(name) for name in MODEL_FIELDS}}
