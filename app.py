@@ -7,70 +7,71 @@ from chalicelib import api, settings, wiring
 app = Chalice(app_name="model-catalog")
 app.register_middleware(api.http_middleware, "http")
 wiring.use_websocket_api(app.websocket_api)
+route = api.router(app)  # app.route + the error envelope
 PREFIX = "/api/v1"
 
 
-@app.route("/", methods=["GET"])
+@route("/", methods=["GET"])
 def web_page():
     return api.web_page()
 
 
-@app.route("/assets/{name}", methods=["GET"])
+@route("/assets/{name}", methods=["GET"])
 def web_asset(name):
     return api.web_asset(name)
 
 
-@app.route(f"{PREFIX}/health", methods=["GET"])
+@route(f"{PREFIX}/health", methods=["GET"])
 def health():
     return {"status": "ok"}
 
 
-@app.route(f"{PREFIX}/client-config", methods=["GET"])
+@route(f"{PREFIX}/client-config", methods=["GET"])
 def client_config():
     return api.client_config(app.current_request)
 
 
-@app.route(f"{PREFIX}/openapi.json", methods=["GET"])
+@route(f"{PREFIX}/openapi.json", methods=["GET"])
 def openapi():
     return api.openapi_document()
 
 
-@app.route(f"{PREFIX}/providers", methods=["GET"])
+@route(f"{PREFIX}/providers", methods=["GET"])
 def list_providers():
     return api.service().list_providers()
 
 
-@app.route(f"{PREFIX}/models", methods=["GET"])
+@route(f"{PREFIX}/models", methods=["GET"])
 def list_models():
     return api.list_models(app.current_request.query_params or {})
 
 
-@app.route(f"{PREFIX}/refresh/status", methods=["GET"])
+@route(f"{PREFIX}/refresh/status", methods=["GET"])
 def refresh_status():
     return api.service().refresh_status()
 
 
-@app.route(f"{PREFIX}/providers:refresh", methods=["POST"])
+@route(f"{PREFIX}/providers:refresh", methods=["POST"])
 def refresh_all():
     return api.service().refresh(scope="all", trigger="manual")
 
 
-@app.route(f"{PREFIX}/providers:refresh_oauth", methods=["POST"])
+@route(f"{PREFIX}/providers:refresh_oauth", methods=["POST"])
 def refresh_oauth():
     return api.service().refresh(scope="oauth", trigger="manual")
 
 
-@app.route(f"{PREFIX}/{{resource}}", methods=["POST"])
+@route(f"{PREFIX}/{{resource}}", methods=["POST"])
 def collection_action(resource):
     return api.collection_action(resource)
 
 
-@app.route(f"{PREFIX}/providers/{{provider_action}}", methods=["POST"])
+@route(f"{PREFIX}/providers/{{provider_action}}", methods=["POST"])
 def provider_action(provider_action):
     return api.provider_action(provider_action)
 
 
-@app.route(f"{PREFIX}/providers/{{provider_id}}/refresh", methods=["POST"])
+@route(f"{PREFIX}/providers/{{provider_id}}/refresh", methods=["POST"])
 def refresh_provider(provider_id):
     return api.refresh_one(provider_id)
 

@@ -5,6 +5,7 @@ Domain errors become HTTP responses here and only here.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from typing import Any, Callable
@@ -61,31 +62,53 @@ def _bearer(headers: Any) -> str | None:
 
 
 def http_middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
-    """Auth for every route but the public ones, and the error envelope for every failure."""
-    try:
-        if event.path not in PUBLIC_PATHS:
+    """Bearer auth for every route but the public ones; Chalice's own errors get the envelope too."""
+    if event.path not in PUBLIC_PATHS:
+        try:
             expected = wiring.api_token()
-            if not token_matches(_bearer(event.headers), expected):
-                return error_response(401, "unauthorized", "missing or invalid bearer token")
-        response = get_response(event)
-    except RefreshInProgress as exc:
-        return error_response(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
-    except CatalogError as exc:
-        return error_response(exc.status, exc.code, exc.message)
-    except ConfigError as exc:
-        log.error("config error", extra={"error": str(exc)})
-        return error_response(500, "config_error", str(exc))
-    except Exception:  # noqa: BLE001 — the edge turns every unexpected fault into the envelope
-        log.exception("unhandled error", extra={"path": event.path})
-        return error_response(500, "internal_error", "internal error; see the service logs")
+        except ConfigError as exc:
+            log.error("config error", extra={"error": str(exc)})
+            return error_response(500, "config_error", str(exc))
+        except Exception:  # noqa: BLE001 — e.g. Secrets Manager unreachable: fail closed, say why in logs
+            log.exception("cannot load the API token")
+            return error_response(503, "token_unavailable", "the service cannot verify tokens right now")
+        if not token_matches(_bearer(event.headers), expected):
+            return error_response(401, "unauthorized", "missing or invalid bearer token")
+    response = get_response(event)
     if response.status_code >= 400 and not _is_envelope(response.body):
-        # Chalice's own errors (bad JSON, wrong method) get the contract's envelope too.
         message = _chalice_message(response.body) or "request failed"
-        code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
-            response.status_code, "error"
-        )
+        code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                415: "unsupported_media_type", 500: "internal_error"}.get(response.status_code, "error")
         return error_response(response.status_code, code, message)
     return response
+
+
+def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    """``app.route`` with the error envelope: domain errors become HTTP responses here, at the edge."""
+
+    def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return view(*args, **kwargs)
+                except RefreshInProgress as exc:
+                    return error_response(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
+                except CatalogError as exc:
+                    return error_response(exc.status, exc.code, exc.message)
+                except ConfigError as exc:
+                    log.error("config error", extra={"error": str(exc)})
+                    return error_response(500, "config_error", str(exc))
+                except Exception:  # noqa: BLE001 — every unexpected fault becomes the envelope, logged
+                    log.exception("unhandled error", extra={"path": path})
+                    return error_response(500, "internal_error", "internal error; see the service logs")
+
+            app.route(path, **options)(guarded)
+            return view
+
+        return register
+
+    return route
 
 
 def _is_envelope(body: Any) -> bool:

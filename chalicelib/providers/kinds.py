@@ -17,7 +17,7 @@ class KindSpec:
 
 
 KINDS: dict[str, KindSpec] = {
-    "openai": KindSpec("openai_compatible"),
+    "openai": KindSpec("openai_compatible", default_base_url="https://api.openai.com/v1"),
     "anthropic": KindSpec("anthropic", default_base_url="https://api.anthropic.com/v1"),
     "gemini": KindSpec("gemini", default_base_url="https://generativelanguage.googleapis.com/v1beta"),
     "openrouter": KindSpec("openrouter", default_base_url="https://openrouter.ai/api/v1"),
