@@ -5,6 +5,8 @@ from chalice import Chalice, Rate
 from chalicelib import api, settings, wiring
 
 app = Chalice(app_name="model-catalog")
+# WebSocket handlers are an opt-in feature in Chalice 1.34: `chalice package`/`deploy` refuse them otherwise.
+app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.register_middleware(api.http_middleware, "http")
 wiring.use_websocket_api(app.websocket_api)
 route = api.router(app)  # app.route + the error envelope
@@ -66,9 +68,11 @@ def collection_action(resource):
     return api.collection_action(resource)
 
 
-@route(f"{PREFIX}/providers/{{provider_action}}", methods=["POST"])
-def provider_action(provider_action):
-    return api.provider_action(provider_action)
+# `{provider_id}` holds "<id>:<action>" here: API Gateway allows one variable name per path level, and the
+# route below already uses {provider_id} under /providers.
+@route(f"{PREFIX}/providers/{{provider_id}}", methods=["POST"])
+def provider_action(provider_id):
+    return api.provider_action(provider_id)
 
 
 @route(f"{PREFIX}/providers/{{provider_id}}/refresh", methods=["POST"])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
 from chalice import Response
@@ -69,7 +70,7 @@ def http_middleware(event: Any, get_response: Callable[[Any], Response]) -> Resp
         except ConfigError as exc:
             log.error("config error", extra={"error": str(exc)})
             return error_response(500, "config_error", str(exc))
-        except Exception:  # noqa: BLE001 — e.g. Secrets Manager unreachable: fail closed, say why in logs
+        except Exception:
             log.exception("cannot load the API token")
             return error_response(503, "token_unavailable", "the service cannot verify tokens right now")
         if not token_matches(_bearer(event.headers), expected):
@@ -99,7 +100,7 @@ def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..
                 except ConfigError as exc:
                     log.error("config error", extra={"error": str(exc)})
                     return error_response(500, "config_error", str(exc))
-                except Exception:  # noqa: BLE001 — every unexpected fault becomes the envelope, logged
+                except Exception:
                     log.exception("unhandled error", extra={"path": path})
                     return error_response(500, "internal_error", "internal error; see the service logs")
 

@@ -6,8 +6,8 @@ model id: equality of two dicts means "no metadata change".
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 ModelRecord = Mapping[str, object]
 

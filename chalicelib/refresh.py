@@ -9,10 +9,11 @@ providers → one fenced transaction flips the manifest, stores provider statuse
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from chalicelib import codec, events
 from chalicelib.diff import ModelDiff, ShrinkPolicy, diff_models, shrink_failure
@@ -39,7 +40,7 @@ class Publisher(Protocol):
 
 
 def iso_now(clock: Callable[[], float] = time.time) -> str:
-    return datetime.fromtimestamp(clock(), tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(clock(), tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -115,7 +116,7 @@ class RefreshEngine:
         if message is not None and self._publisher is not None:
             try:
                 self._publisher.publish(message)
-            except Exception:  # noqa: BLE001 — the journal keeps the event; tick republishes
+            except Exception:
                 log.exception("fan-out failed; the event stays in the journal", extra={"seq": message["seq"]})
         return result
 
@@ -227,7 +228,7 @@ class RefreshEngine:
             return _Outcome(provider.id, models=models, latency_ms=_ms_since(started))
         except ProviderError as error:
             return _Outcome(provider.id, reason=error.reason, latency_ms=_ms_since(started))
-        except Exception as error:  # noqa: BLE001 — one broken adapter must not fail the run
+        except Exception as error:
             # Only the type is logged: an arbitrary exception message may carry a URL or a header value.
             log.error("adapter error", extra={"provider_id": provider.id, "error_type": type(error).__name__})
             reason = f"internal error while refreshing ({type(error).__name__}); see the service logs"
@@ -241,12 +242,12 @@ class RefreshEngine:
                 keep.add(old.providers[provider_id].generation)
             try:
                 self._store.delete_generations(provider_id, keep)
-            except Exception:  # noqa: BLE001 — garbage only costs storage; the next change retries
+            except Exception:
                 log.warning("garbage collection failed", extra={"provider_id": provider_id})
         for provider_id in set(old.providers) - set(new.providers):
             try:
                 self._store.delete_generations(provider_id, set())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("garbage collection failed", extra={"provider_id": provider_id})
 
     def _next_state(

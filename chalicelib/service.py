@@ -9,8 +9,9 @@ import base64
 import binascii
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.domain import Provider, RefreshStatus, Scope, Trigger
 from chalicelib.errors import BadRequest, ProviderNotFound, RefreshInProgress
@@ -27,7 +28,7 @@ log = get_logger("service")
 def _iso_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def schedule_state(state: dict[str, Any]) -> ScheduleState:
@@ -161,7 +162,8 @@ class CatalogService:
         state = schedule_state(seen.state)
         check = check_due(now_ms, options.refresh_interval_ms, options.refresh_on_start, state, self.deployment_id)
         if not check.due:
-            if options.refresh_interval_ms > 0 and state.last_scheduled_at_ms is None and state.interval_anchor_ms is None:
+            unanchored = state.last_scheduled_at_ms is None and state.interval_anchor_ms is None
+            if options.refresh_interval_ms > 0 and unanchored:
                 self._lock.write_state({**seen.state, "interval_anchor_ms": now_ms}, seen)
             return {"ran": False, "reason": check.reason, "result": None}
 
@@ -189,5 +191,5 @@ class CatalogService:
             return
         try:
             self._publish_pending(self._store.read_manifest().epoch)
-        except Exception:  # noqa: BLE001 — repair is best effort; the journal still has the events
+        except Exception:
             log.exception("republishing pending events failed")

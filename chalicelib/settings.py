@@ -12,10 +12,11 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -129,7 +130,7 @@ class ProviderConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "ProviderConfig":
+    def _kind_fields(self) -> ProviderConfig:
         spec = KINDS[self.kind]
         if self.kind != "registry" and self.base_url is None and spec.default_base_url:
             object.__setattr__(self, "base_url", spec.default_base_url)
@@ -149,7 +150,7 @@ class CatalogConfig(BaseModel):
     providers: tuple[ProviderConfig, ...] = ()
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "CatalogConfig":
+    def _unique_ids(self) -> CatalogConfig:
         seen: set[str] = set()
         for index, provider in enumerate(self.providers):
             if provider.id in seen:
@@ -404,7 +405,9 @@ def schedule_rate_minutes(environ: Mapping[str, str] | None = None) -> int:
     try:
         minutes = int(raw)
     except ValueError:
-        raise ConfigError(f"environment variable MODEL_CATALOG_SCHEDULE_RATE_MINUTES={raw!r}: expected minutes") from None
+        raise ConfigError(
+            f"environment variable MODEL_CATALOG_SCHEDULE_RATE_MINUTES={raw!r}: expected whole minutes"
+        ) from None
     if minutes < 1:
         raise ConfigError("environment variable MODEL_CATALOG_SCHEDULE_RATE_MINUTES: EventBridge's minimum is 1 minute")
     return minutes

@@ -19,8 +19,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -49,7 +50,7 @@ class ProviderEntry:
         return {"g": self.generation, "c": self.chunks, "n": self.count, "f": self.fingerprint}
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> "ProviderEntry":
+    def from_json(cls, raw: dict[str, Any]) -> ProviderEntry:
         return cls(generation=raw["g"], chunks=raw["c"], count=raw["n"], fingerprint=raw["f"])
 
 
@@ -75,7 +76,7 @@ class Manifest:
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> "Manifest":
+    def from_item(cls, item: dict[str, Any]) -> Manifest:
         providers = codec.unpack(item["providers"]["B"]) if "providers" in item else {}
         return cls(
             revision=int(item["revision"]["N"]),
@@ -192,7 +193,8 @@ class CatalogStore:
         """A consistent snapshot: the manifest and the models it points at."""
         for attempt in range(attempts):
             manifest = self.read_manifest()
-            wanted = sorted(manifest.providers if provider_ids is None else set(provider_ids) & manifest.providers.keys())
+            known = manifest.providers.keys()
+            wanted = sorted(known if provider_ids is None else set(provider_ids) & known)
             try:
                 return manifest, {pid: self.read_provider_models(pid, manifest.providers[pid]) for pid in wanted}
             except StaleRead:
@@ -248,7 +250,8 @@ class CatalogStore:
                     raise LockLost("the catalog changed under this run; its changes were not written") from None
                 retryable = code in ("TransactionConflictException", "ThrottlingException") or (
                     code == "TransactionCanceledException"
-                    and any(r in ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded") for r in reasons)
+                    and any(r in ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
+                            for r in reasons)
                 )
                 if not retryable or attempt == attempts - 1:
                     raise

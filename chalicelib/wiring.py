@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from chalicelib.settings import Settings, get_settings
@@ -39,7 +39,7 @@ def _client_config() -> Any:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service_name: str) -> Any:
     with _lock:
         endpoint = settings().dynamodb_endpoint if service_name == "dynamodb" else None
@@ -79,9 +79,14 @@ def token_store() -> Any:
 
 
 def fetcher() -> Any:
+    """A new fetcher per run (it owns that run's HTTP session)."""
     from chalicelib.providers import ProviderFetcher
+    from chalicelib.secrets import SecretResolver
 
-    return ProviderFetcher(settings(), token_store())
+    secrets = SecretResolver.from_settings(
+        settings(), ssm_client=lambda: client("ssm"), secretsmanager_client=lambda: client("secretsmanager")
+    )
+    return ProviderFetcher(settings(), token_store(), secrets=secrets)
 
 
 @lru_cache(maxsize=1)
@@ -198,7 +203,8 @@ def api_token() -> str | None:
 
 def reset() -> None:
     """Forget everything built so far (tests switch environments between cases)."""
-    for function in (boto_session, client, store, lock, token_store, connections, journal, publisher, engine, service, websocket_handlers):
+    cached = (boto_session, client, store, lock, token_store, connections, journal, publisher, engine, service)
+    for function in (*cached, websocket_handlers):
         function.cache_clear()
     get_settings.cache_clear()
     _token_cache.clear()

@@ -1,0 +1,161 @@
+"""What every adapter shares: the fetch context, the value helpers, and the final normalization.
+
+An adapter is a module with ``fetch_models(ctx: FetchContext) -> list[Model]``; it turns one wire format
+into normalized ``Model``s and raises ``ProviderError`` (via the helpers here) when the answer has the
+wrong shape. ``finalize`` (applied by ``ProviderFetcher``) then filters by ``model_filter``, drops
+duplicate ids and sorts by id, so adapters need not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.domain import CAPABILITIES, Model, Pricing
+from chalicelib.errors import ProviderError
+from chalicelib.http import ProviderHttp, describe_json
+
+if TYPE_CHECKING:  # settings imports providers.kinds; a runtime import here would be circular
+    from chalicelib.settings import ProviderConfig
+
+_VOCABULARY = frozenset(CAPABILITIES)
+MAX_PAGES = 200  # a paginating provider that never stops is a failure, not an endless loop
+
+
+@dataclass
+class FetchContext:
+    """One provider's fetch: its config, its HTTP (deadline, redactor), its API key, and what an OAuth
+    adapter needs (the token store, secret lookup that registers values with the redactor, clocks)."""
+
+    provider: ProviderConfig
+    http: ProviderHttp
+    api_key: str | None = None
+    token_store: Any = None
+    read_secret: Callable[[str], str | None] = lambda _name: None
+    time_left: Callable[[], float] = lambda: math.inf
+    wall_clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def provider_id(self) -> str:
+        return self.provider.id
+
+    def url(self, path: str, base: str | None = None) -> str:
+        """``base_url`` (or ``base``) joined with ``path`` by exactly one slash."""
+        root = (base if base is not None else self.provider.endpoint).rstrip("/")
+        return root + "/" + path.lstrip("/")
+
+    def log(self, level: int, message: str, **fields: Any) -> None:
+        self.http.log(level, message, **fields)
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def shape_error(expected: str, got: Any) -> ProviderError:
+    return ProviderError(f"expected {expected}, got {describe_json(got)}")
+
+
+def list_field(body: Any, key: str, expected: str) -> list[Any]:
+    """``body[key]`` when ``body`` is an object holding a list there, else a shape error naming ``expected``."""
+    if isinstance(body, dict) and isinstance(body.get(key), list):
+        return body[key]
+    if isinstance(body, dict) and key in body and body[key] is None:
+        return []  # some servers send `"data": null` for an empty list
+    raise shape_error(expected, body)
+
+
+def items_with_id(items: Iterable[Any], ctx: FetchContext, id_key: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
+    """The object items that carry a non-empty string id; others are skipped (and counted in a log line)."""
+    skipped = 0
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get(id_key), str) and item[id_key].strip():
+            yield item[id_key].strip(), item
+        else:
+            skipped += 1
+    if skipped:
+        ctx.log(logging.WARNING, "skipped list items without an id", skipped=skipped, id_key=id_key)
+
+
+def positive_int(value: Any) -> int | None:
+    """A token count: a positive integer (or an integral float / digit string), else ``None``."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value > 0 and value.is_integer() else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number > 0 else None
+    return None
+
+
+def first_int(item: dict[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        number = positive_int(item.get(key))
+        if number is not None:
+            return number
+    return None
+
+
+def text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def dig(item: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(item, dict):
+            return None
+        item = item.get(key)
+    return item
+
+
+def capabilities(names: Iterable[str]) -> tuple[str, ...]:
+    """Sorted, de-duplicated, restricted to ``domain.CAPABILITIES``."""
+    return tuple(sorted(set(names) & _VOCABULARY))
+
+
+def usd_amount(value: Any) -> Decimal | None:
+    """A non-negative finite price from a JSON number or numeric string; ``-1``/garbage/missing → ``None``."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not amount.is_finite() or amount < 0:
+        return None
+    return amount
+
+
+def pricing(input_amount: Decimal | None, output_amount: Decimal | None, scale: int = 1) -> Pricing | None:
+    """Both prices (times ``scale``) as USD per million tokens, or ``None`` when either is unknown.
+    Decimal arithmetic, so "0.000003" × 1,000,000 is exactly 3.0."""
+    if input_amount is None or output_amount is None:
+        return None
+    return Pricing(input_per_mtok=float(input_amount * scale), output_per_mtok=float(output_amount * scale))
+
+
+def finalize(provider: ProviderConfig, models: Iterable[Model], log: Callable[..., None] | None = None) -> list[Model]:
+    """Apply ``model_filter`` (``re.search`` on the id), keep the first model of each id, sort by id."""
+    pattern = re.compile(provider.model_filter) if provider.model_filter else None
+    unique: dict[str, Model] = {}
+    duplicates = 0
+    for model in models:
+        if pattern is not None and not pattern.search(model.id):
+            continue
+        if model.id in unique:
+            duplicates += 1
+            continue
+        unique[model.id] = model
+    if duplicates and log is not None:
+        log(logging.WARNING, "provider listed some model ids more than once", duplicates=duplicates)
+    return [unique[key] for key in sorted(unique)]

@@ -1,0 +1,68 @@
+"""Kind ``openrouter``: ``GET {base_url}/models`` (``Authorization: Bearer <key>`` when a key is set; the
+list is public). Body ``{"data": [...]}``.
+
+Field mapping: ``id`` → ``id``; ``name`` → ``display_name``; ``context_length`` → ``context_length``;
+``top_provider.max_completion_tokens`` → ``max_output_tokens``; ``pricing.prompt`` / ``pricing.completion``
+(strings, USD per token) × 1,000,000 → ``pricing.input_per_mtok`` / ``output_per_mtok``. ``"0"`` is a real
+(free) price; ``"-1"`` (OpenRouter's "varies", e.g. the auto router), a missing or unparsable value →
+``pricing`` is ``None``.
+
+Capabilities: ``architecture.input_modalities`` ``image`` → ``vision``, ``file`` → ``files``, ``audio`` →
+``audio``, ``video`` → ``video``; ``architecture.output_modalities`` ``image`` → ``image_output``, ``audio``
+→ ``audio``, ``embeddings`` → ``embedding``; ``supported_parameters`` ``tools`` → ``tools``, ``reasoning`` /
+``include_reasoning`` → ``reasoning``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain import Model
+from chalicelib.providers.base import (
+    FetchContext,
+    bearer,
+    capabilities,
+    dig,
+    items_with_id,
+    list_field,
+    positive_int,
+    pricing,
+    text,
+    usd_amount,
+)
+
+EXPECT = "a JSON object with `data`"
+_INPUT = {"image": "vision", "file": "files", "audio": "audio", "video": "video"}
+_OUTPUT = {"image": "image_output", "audio": "audio", "embeddings": "embedding", "embedding": "embedding"}
+_PARAMETERS = {"tools": "tools", "reasoning": "reasoning", "include_reasoning": "reasoning"}
+
+
+def fetch_models(ctx: FetchContext) -> list[Model]:
+    body = ctx.http.get_json(ctx.url("models"), expect=EXPECT, headers=bearer(ctx.api_key))
+    items = list_field(body, "data", EXPECT)
+    return [to_model(ctx.provider_id, model_id, item) for model_id, item in items_with_id(items, ctx)]
+
+
+def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
+    found = _mapped(dig(item, "architecture", "input_modalities"), _INPUT)
+    found |= _mapped(dig(item, "architecture", "output_modalities"), _OUTPUT)
+    found |= _mapped(item.get("supported_parameters"), _PARAMETERS)
+    return Model(
+        provider_id=provider_id,
+        id=model_id,
+        display_name=text(item.get("name")),
+        context_length=positive_int(item.get("context_length")),
+        max_output_tokens=positive_int(dig(item, "top_provider", "max_completion_tokens")),
+        capabilities=capabilities(found),
+        pricing=pricing(
+            usd_amount(dig(item, "pricing", "prompt")),
+            usd_amount(dig(item, "pricing", "completion")),
+            scale=1_000_000,
+        ),
+    )
+
+
+def _mapped(values: Any, table: dict[str, str]) -> set[str]:
+    if not isinstance(values, list):
+        return set()
+    return {table[v] for v in values if isinstance(v, str) and v in table}

@@ -1,0 +1,31 @@
+"""Fakes shared by the test suite: a real HTTP server playing provider APIs, the provider fixtures, and
+``fetch_once`` (one provider through a fresh ``ProviderFetcher``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.fakes.provider_server import FIXTURES_DIR, FakeProviderServer, RecordedRequest, fixture_json, fixture_path
+
+
+def fetch_once(settings: Any, provider: Any, *, deadline_s: float = 5.0, **fetcher_kwargs: Any) -> list[Any]:
+    """Fetch one provider (a ``ProviderConfig`` or a dict of its fields) with a fresh ``ProviderFetcher``.
+    Retries do not really sleep unless ``sleep=`` is given. Raises ``ProviderError`` like the real thing."""
+    from chalicelib.providers import ProviderFetcher
+    from chalicelib.settings import ProviderConfig
+
+    config = provider if isinstance(provider, ProviderConfig) else ProviderConfig.model_validate(provider)
+    fetcher_kwargs.setdefault("sleep", lambda _seconds: None)
+    with ProviderFetcher(settings, **fetcher_kwargs) as fetcher:
+        return fetcher.fetch(config, time.monotonic() + deadline_s)
+
+
+__all__ = [
+    "FIXTURES_DIR",
+    "FakeProviderServer",
+    "RecordedRequest",
+    "fetch_once",
+    "fixture_json",
+    "fixture_path",
+]

@@ -1,0 +1,128 @@
+"""Kinds `openrouter`, `ollama` and `registry` (models.dev api.json) against the shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib.domain import Model, Pricing
+from chalicelib.errors import ProviderError
+from tests.fakes import FakeProviderServer, fetch_once, fixture_json
+
+
+@pytest.fixture
+def server() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings("", OPENROUTER_API_KEY="sk-or-v1-0123456789abcdef", REGISTRY_TOKEN="reg-token-abcdef")
+
+
+def test_openrouter_prices_per_token_become_per_million(settings, server):
+    server.route("GET", "/api/v1/models", json=fixture_json("openrouter_models.json"))
+    config = {"id": "or", "kind": "openrouter", "base_url": server.url + "/api/v1"}
+    models = {m.id: m for m in fetch_once(settings, config)}
+    assert models["anthropic/claude-sonnet-4.5"] == Model(
+        provider_id="or",
+        id="anthropic/claude-sonnet-4.5",
+        display_name="Anthropic: Claude Sonnet 4.5",
+        context_length=1000000,
+        max_output_tokens=64000,
+        capabilities=("files", "reasoning", "tools", "vision"),
+        pricing=Pricing(input_per_mtok=3.0, output_per_mtok=15.0),
+    )
+    assert models["openai/gpt-4o-mini"].pricing == Pricing(input_per_mtok=0.15, output_per_mtok=0.6)
+    assert models["openai/gpt-4o-mini"].capabilities == ("files", "tools", "vision")
+    free = models["meta-llama/llama-3.3-70b-instruct:free"]
+    assert free.pricing == Pricing(input_per_mtok=0.0, output_per_mtok=0.0)  # "0" is a real price
+    assert free.max_output_tokens is None
+    assert free.capabilities == ("tools",)
+    assert "authorization" not in server.requests()[0].headers  # no api_key_env: the list is public
+
+
+@pytest.mark.parametrize(
+    ("prices", "expected"),
+    [
+        ({"prompt": "-1", "completion": "-1"}, None),
+        ({"prompt": "0.000001"}, None),
+        ({"prompt": "abc", "completion": "0.000002"}, None),
+        ({"prompt": "0.00000125", "completion": "0.00001"}, Pricing(input_per_mtok=1.25, output_per_mtok=10.0)),
+    ],
+)
+def test_openrouter_unknown_prices_are_none(settings, server, prices, expected):
+    server.route("GET", "/api/v1/models", json={"data": [{"id": "x/y", "pricing": prices}]})
+    config = {"id": "or", "kind": "openrouter", "base_url": server.url + "/api/v1", "api_key_env": "OPENROUTER_API_KEY"}
+    [model] = fetch_once(settings, config)
+    assert model.pricing == expected
+    assert server.requests()[0].headers["authorization"] == "Bearer sk-or-v1-0123456789abcdef"
+
+
+def test_ollama_tags(settings, server):
+    server.route("GET", "/api/tags", json=fixture_json("ollama_tags.json"))
+    models = fetch_once(settings, {"id": "local", "kind": "ollama", "base_url": server.url})
+    assert models == [
+        Model(provider_id="local", id="deepseek-r1:latest"),
+        Model(provider_id="local", id="llama3.2:latest"),
+    ]
+
+
+def test_ollama_newer_servers_report_capabilities_and_context(settings, server):
+    server.route(
+        "GET",
+        "/api/tags",
+        json={
+            "models": [
+                {
+                    "name": "qwen3:8b",
+                    "details": {"context_length": 40960},
+                    "capabilities": ["completion", "tools", "thinking"],
+                }
+            ]
+        },
+    )
+    [model] = fetch_once(settings, {"id": "local", "kind": "ollama", "base_url": server.url})
+    assert model == Model(provider_id="local", id="qwen3:8b", context_length=40960, capabilities=("reasoning", "tools"))
+
+
+def test_registry_ids_limits_costs_and_capabilities(settings, server):
+    server.route("GET", "/api.json", json=fixture_json("models_dev_api.json"))
+    config = {"id": "models-dev", "kind": "registry", "url": server.url + "/api.json", "api_key_env": "REGISTRY_TOKEN"}
+    models = {m.id: m for m in fetch_once(settings, config)}
+    assert sorted(models) == [
+        "anthropic/claude-haiku-4-5-20251001",
+        "anthropic/claude-opus-4-6",
+        "anthropic/claude-sonnet-4-5-20250929",
+        "deepseek/deepseek-chat",
+        "deepseek/deepseek-reasoner",
+        "lmstudio/qwen/qwen3-30b-a3b-2507",
+        "openai/gpt-4o-mini",
+        "openai/gpt-5",
+    ]
+    assert models["anthropic/claude-opus-4-6"] == Model(
+        provider_id="models-dev",
+        id="anthropic/claude-opus-4-6",
+        display_name="Claude Opus 4.6",
+        context_length=1000000,
+        max_output_tokens=128000,
+        capabilities=("files", "reasoning", "tools", "vision"),
+        pricing=Pricing(input_per_mtok=5.0, output_per_mtok=25.0),
+    )
+    assert models["openai/gpt-5"].pricing == Pricing(input_per_mtok=1.25, output_per_mtok=10.0)
+    assert models["openai/gpt-5"].capabilities == ("reasoning", "tools", "vision")
+    assert models["deepseek/deepseek-chat"].capabilities == ("tools",)
+    assert models["lmstudio/qwen/qwen3-30b-a3b-2507"].pricing == Pricing(input_per_mtok=0.0, output_per_mtok=0.0)
+    assert models["lmstudio/qwen/qwen3-30b-a3b-2507"].context_length == 262144
+    assert server.requests("/api.json")[0].headers["authorization"] == "Bearer reg-token-abcdef"
+
+
+def test_registry_of_the_wrong_shape(settings, server):
+    server.route("GET", "/api.json", json={"error": "maintenance"})
+    with pytest.raises(ProviderError) as caught:
+        fetch_once(settings, {"id": "r", "kind": "registry", "url": server.url + "/api.json"})
+    assert caught.value.reason == (
+        "expected a JSON object keyed by provider (a models.dev api.json), got a JSON object with keys error"
+    )
