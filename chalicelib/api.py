@@ -6,7 +6,6 @@ Domain errors become HTTP responses here and only here.
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ from urllib.parse import unquote
 from chalice import Response
 
 from chalicelib import wiring
+from chalicelib.auth import token_matches
 from chalicelib.errors import (
     BadRequest,
     CatalogError,
@@ -46,12 +46,6 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
         status_code=status,
         headers={"Content-Type": "application/json", **(headers or {})},
     )
-
-
-def token_matches(presented: str | None, expected: str | None) -> bool:
-    if not presented or not expected:
-        return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def _bearer(headers: Any) -> str | None:

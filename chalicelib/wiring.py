@@ -138,7 +138,7 @@ def websocket_handlers() -> Any:
 
 
 def _token_matches(presented: str | None) -> bool:
-    from chalicelib.api import token_matches
+    from chalicelib.auth import token_matches
 
     return token_matches(presented, api_token())
 
@@ -151,11 +151,14 @@ def use_websocket_api(websocket_api: Any) -> None:
 
 
 def _configured_websocket_api() -> Any:
+    global _websocket_api
     current = settings()
-    api = _websocket_api
-    if api is None:
-        raise RuntimeError("wiring.use_websocket_api(app.websocket_api) was not called")
     with _lock:
+        if _websocket_api is None:  # outside the app (the CLI's tick): Chalice's own client class
+            from chalice.app import WebsocketAPI
+
+            _websocket_api = WebsocketAPI()
+        api = _websocket_api
         if current.ws_management_endpoint:
             # The local gateway speaks plain http; Chalice's configure() only builds https endpoints,
             # and its WS handlers call configure_from_api_id() (a no-op once an endpoint is set).
@@ -168,7 +171,19 @@ def _configured_websocket_api() -> Any:
             api.configure_from_api_id(current.ws_api_id, current.ws_stage)
         if api.session is None:
             api.session = boto_session()
+        if api._client is None:
+            # Chalice's default client pools 10 connections; fan-out sends from up to 16+ threads.
+            api._client = api.session.client(
+                "apigatewaymanagementapi", endpoint_url=api._endpoint, config=_send_config()
+            )
     return api
+
+
+def _send_config() -> Any:
+    from botocore.config import Config
+
+    return Config(max_pool_connections=64, connect_timeout=3, read_timeout=5,
+                  retries={"mode": "standard", "max_attempts": 3})
 
 
 def websocket_send(connection_id: str, message: str) -> None:

@@ -1,0 +1,12 @@
+"""Shared-secret checks used by both edges (REST bearer token and the WebSocket ``?token=`` query parameter)."""
+
+from __future__ import annotations
+
+import hmac
+
+
+def token_matches(presented: str | None, expected: str | None) -> bool:
+    """Constant-time comparison; a missing token on either side never matches."""
+    if not presented or not expected:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())

@@ -1,0 +1,75 @@
+"""WebSocket connections in DynamoDB (one item per open connection). The fan-out lives in ``events``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.events import utc_timestamp
+
+# API Gateway closes every WebSocket connection after 2 hours; a row older than that is a leftover.
+MAX_CONNECTION_S = 2 * 60 * 60
+
+
+class ConnectionStore:
+    """One item per open connection: ``connection_id`` (key), ``connected_at``, ``source_ip``, ``expires_at``."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str, clock: Callable[[], float] = time.time):
+        self._client = dynamodb_client
+        self._table = table_name
+        self._clock = clock
+
+    def add(self, connection_id: str, source_ip: str | None = None) -> None:
+        now = self._clock()
+        item: dict[str, Any] = {
+            "connection_id": {"S": connection_id},
+            "connected_at": {"S": utc_timestamp(now)},
+            "expires_at": {"N": str(int(now + MAX_CONNECTION_S))},
+        }
+        if source_ip:
+            item["source_ip"] = {"S": source_ip}
+        self._client.put_item(TableName=self._table, Item=item)
+
+    def remove(self, connection_id: str) -> None:
+        self._client.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})
+
+    def touch(self, connection_id: str) -> bool:
+        """Record a subscribe (``subscribed_at``); False when the row is gone (the client disconnected)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"connection_id": {"S": connection_id}},
+                UpdateExpression="SET subscribed_at = :now",
+                ConditionExpression="attribute_exists(connection_id)",
+                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def pages(self, page_size: int = 1_000) -> Iterator[list[str]]:
+        """Connection ids, one Scan page at a time (ids only), skipping rows past their TTL that DynamoDB has
+        not deleted yet."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "ProjectionExpression": "connection_id",
+            "FilterExpression": "attribute_not_exists(expires_at) OR expires_at > :now",
+            "ExpressionAttributeValues": {":now": {"N": str(int(self._clock()))}},
+            "Limit": page_size,
+        }
+        while True:
+            page = self._client.scan(**request)
+            ids = [item["connection_id"]["S"] for item in page.get("Items", [])]
+            if ids:
+                yield ids
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def ids(self) -> list[str]:
+        return [connection_id for page in self.pages() for connection_id in page]
