@@ -32,14 +32,23 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The deployable template and code bundle: build/sam.yaml + build/deployment.zip (docs/deploy.md).
+# chalice takes the Lambda runtime from the Python it runs under: the .venv's (3.12+).
+CHALICE_STAGE ?= prod
+BUILD_DIR ?= build
 package: $(STAMP)
-	rm -rf build && mkdir -p build
-	$(VENV)/bin/chalice package --stage prod --pkg-format cloudformation \
-	  --template-format yaml --merge-template infra/resources.yaml build/
-	$(PY) infra/check_package.py build
+	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
+	$(PY) infra/render_template.py merge --stage $(CHALICE_STAGE) --out $(BUILD_DIR)/merge-template.yaml
+	AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} \
+	  $(VENV)/bin/chalice package \
+	  --stage $(CHALICE_STAGE) --pkg-format cloudformation --template-format yaml \
+	  --merge-template $(BUILD_DIR)/merge-template.yaml $(BUILD_DIR)
+	$(PY) infra/check_package.py $(BUILD_DIR) --stage $(CHALICE_STAGE)
+	@# chalice caches one ~20 MB bundle per code version in .chalice/deployments; keep the newest three.
+	@ls -t .chalice/deployments/*.zip 2>/dev/null | tail -n +4 | xargs -r rm -f
 
 lint-infra: package
-	$(VENV)/bin/cfn-lint build/sam.yaml
+	$(VENV)/bin/cfn-lint -- $(BUILD_DIR)/sam.yaml
 
 bench: $(STAMP)
 	$(PY) -m chalicelib.local.bench --output docs/benchmarks.md
