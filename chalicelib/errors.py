@@ -58,6 +58,10 @@ class LockLost(CatalogError):
     status = 409
 
 
+class ConfigError(Exception):
+    """The configuration cannot be used. The message names the file, the key and the problem."""
+
+
 class ProviderError(Exception):
     """A provider could not be refreshed. `reason` is user-facing and already redacted."""
 

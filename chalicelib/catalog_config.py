@@ -1,0 +1,275 @@
+"""The TOML config (CONTRACT §4) as strict pydantic v2 models, and its loader.
+
+Pure: the loader is handed the environment mapping (for the two overrides and ``${VAR}`` references);
+``chalicelib.settings`` is the one module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from chalicelib.errors import ConfigError
+from chalicelib.providers.kinds import KINDS
+from chalicelib.settings import parse_bool
+
+DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
+PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+NonNegativeMs = Annotated[StrictInt, Field(ge=0)]
+PositiveMs = Annotated[StrictInt, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    # snake_case and camelCase spellings are both accepted; anything else is an error.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class CatalogOptions(_Strict):
+    """The ``[model_catalog]`` (or ``[modelCatalog]``) table."""
+
+    refresh_interval_ms: NonNegativeMs = DEFAULT_REFRESH_INTERVAL_MS
+    refresh_on_start: StrictBool = True
+    # Extensions beyond CONTRACT §4, all optional.
+    fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 16
+    shrink_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    lock_wait_ms: PositiveMs = 8_000
+    manual_run_deadline_ms: PositiveMs = 18_000
+    scheduled_run_deadline_ms: PositiveMs = 120_000
+
+
+Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
+
+
+class ProviderConfig(_Strict):
+    """One ``[[providers]]`` entry."""
+
+    id: Annotated[StrictStr, Field(pattern=PROVIDER_ID_PATTERN, max_length=128)]
+    name: StrictStr | None = None
+    kind: Kind
+    base_url: StrictStr | None = None
+    url: StrictStr | None = None
+    api_key_env: Annotated[StrictStr, Field(pattern=ENV_NAME_PATTERN)] | None = None
+    headers: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    model_filter: StrictStr | None = None
+    timeout_ms: Annotated[StrictInt, Field(gt=0, le=300_000)] = 10_000
+    allow_shrink: StrictBool = False
+    # managed_oauth
+    token_url: StrictStr | None = None
+    client_id: StrictStr | None = None
+    refresh_token_env: Annotated[StrictStr, Field(pattern=ENV_NAME_PATTERN)] | None = None
+    scope: StrictStr | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def endpoint(self) -> str:
+        """The URL the adapter starts from (``url`` for registries, else ``base_url``)."""
+        return (self.url if self.kind == "registry" else self.base_url) or ""
+
+    @property
+    def refreshable(self) -> bool:
+        return True
+
+    @field_validator("model_filter")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header_value in value.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if "\n" in header_value or "\r" in header_value:
+                raise ValueError(f"header {name!r} contains a line break")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ProviderConfig:
+        spec = KINDS[self.kind]
+        if self.kind != "registry" and self.base_url is None and spec.default_base_url:
+            object.__setattr__(self, "base_url", spec.default_base_url)
+        for required in spec.required_fields:
+            if getattr(self, required) in (None, ""):
+                raise ValueError(f"kind {self.kind!r} requires `{required}`")
+        return self
+
+
+class CatalogConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_catalog: CatalogOptions = Field(
+        default_factory=CatalogOptions,
+        validation_alias=AliasChoices("model_catalog", "modelCatalog"),
+    )
+    providers: tuple[ProviderConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> CatalogConfig:
+        seen: set[str] = set()
+        for index, provider in enumerate(self.providers):
+            if provider.id in seen:
+                raise _KeyedError(f"providers[{index}].id", f"duplicate provider id {provider.id!r}")
+            seen.add(provider.id)
+        return self
+
+    def provider(self, provider_id: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.id == provider_id), None)
+
+
+class _KeyedError(ValueError):
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key = key
+        self.problem = problem
+
+
+def _expand_env(value: Any, environ: Mapping[str, str], key: str, path: Path) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in config strings (used for local URLs)."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if environ.get(name):
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: {key}: environment variable {name} is not set")
+
+        return _ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, environ, f"{key}.{k}" if key else k, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, environ, f"{key}[{i}]", path) for i, v in enumerate(value)]
+    return value
+
+
+def _describe_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+        elif item in ("model_catalog", "modelCatalog") and not parts:
+            parts.append("modelCatalog" if "modelCatalog" in raw else "model_catalog")
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _check_url(provider: ProviderConfig, allow_private: bool) -> None:
+    """Static URL checks; the HTTP layer re-checks resolved addresses and redirects at fetch time."""
+    for attr in ("base_url", "url", "token_url"):
+        value = getattr(provider, attr)
+        if value is None:
+            continue
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _KeyedError(attr, f"{value!r} is not an http(s) URL")
+        if allow_private:
+            continue
+        if parts.scheme != "https":
+            raise _KeyedError(
+                attr, f"{value!r} must use https:// (set MODEL_CATALOG_ALLOW_PRIVATE_URLS=1 to allow http)"
+            )
+        try:
+            address = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            if parts.hostname.lower() in ("localhost", "localhost.localdomain"):
+                raise _KeyedError(attr, f"{value!r} points to a loopback address") from None
+            continue
+        if not address.is_global:
+            raise _KeyedError(attr, f"{value!r} points to a private or reserved address")
+
+
+def load_config(path: Path, environ: Mapping[str, str], allow_private_urls: bool = False) -> CatalogConfig:
+    """Read and validate one TOML config file, applying the env overrides of CONTRACT §1."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "model_catalog" in raw and "modelCatalog" in raw:
+        raise ConfigError(f"{path}: modelCatalog: use either [model_catalog] or [modelCatalog], not both")
+    raw = _expand_env(raw, environ, "", path)
+    section_key = "modelCatalog" if "modelCatalog" in raw else "model_catalog"
+    section = dict(raw.get(section_key) or {})
+    if not isinstance(raw.get(section_key, {}), dict):
+        raise ConfigError(f"{path}: {section_key}: must be a table")
+    for variable, snake in (
+        ("MODEL_CATALOG_REFRESH_INTERVAL_MS", "refresh_interval_ms"),
+        ("MODEL_CATALOG_REFRESH_ON_START", "refresh_on_start"),
+    ):
+        value = environ.get(variable)
+        if value is None or value == "":
+            continue
+        for spelling in (snake, to_camel(snake)):
+            section.pop(spelling, None)
+        if snake == "refresh_on_start":
+            section[snake] = parse_bool(variable, value)
+        else:
+            try:
+                section[snake] = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"environment variable {variable}={value!r}: expected a whole number of ms") from None
+            if section[snake] < 0:
+                raise ConfigError(f"environment variable {variable}={value!r}: must not be negative")
+    if section or section_key in raw:
+        raw = {**raw, section_key: section}
+    try:
+        config = CatalogConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = _describe_location(error["loc"], raw)
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif error["type"] == "literal_error" and error["loc"][-1] == "kind":
+                message = f"unknown kind {error.get('input')!r}; expected one of: {', '.join(KINDS)}"
+            elif isinstance(error.get("ctx", {}).get("error"), _KeyedError):
+                keyed = error["ctx"]["error"]
+                key, message = keyed.key, keyed.problem
+            problems.append(f"{key}: {message}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    for index, provider in enumerate(config.providers):
+        try:
+            _check_url(provider, allow_private_urls)
+        except _KeyedError as exc:
+            raise ConfigError(f"{path}: providers[{index}].{exc.key}: {exc.problem}") from None
+    return config
