@@ -1,0 +1,32 @@
+"""The local stack behind ``make run``: everything the deployed service gets from AWS, on 127.0.0.1.
+
+- ``dynamodb``  — embedded DynamoDB (moto server in a child process, requests serialized, snapshotted to disk)
+- ``gateway``   — WebSocket gateway + ``@connections`` management API, shaped like API Gateway's
+- ``scheduler`` — fires the scheduled function like the EventBridge rule
+- ``demo_registry`` — serves the bundled models.dev-style ``demo_registry.json``
+- ``stack``     — starts and stops all of it around the Chalice app (``python -m chalicelib.local``)
+
+Nothing here is imported by the deployed functions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+
+class LambdaContext:
+    """The parts of the Lambda context object that handlers commonly read."""
+
+    def __init__(self, function_name: str, timeout_s: float, memory_limit_in_mb: int = 512):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
