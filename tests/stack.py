@@ -329,6 +329,12 @@ class LocalStack:
     def dynamodb_client(self) -> Any:
         return dynamodb_client(self.dynamodb_endpoint)
 
+    def dynamodb_write_counts(self) -> dict[str, int]:
+        """Successful write calls per table seen by the embedded DynamoDB since it started."""
+        response = requests.get(self.dynamodb_endpoint + "/_stats/writes", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
     def management_client(self) -> Any:
         """A real boto3 ``apigatewaymanagementapi`` client pointed at the local gateway."""
         return boto3.client(

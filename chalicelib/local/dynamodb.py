@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import io
 import json
 import logging
 import os
@@ -92,19 +93,44 @@ class SerializedDynamoApp:
         self.regions: set[str] = set()
         self.changed = threading.Event()
         self._write_mutex = threading.Lock()  # guards generation/regions when serialize=False
+        self.writes_by_table: dict[str, int] = {}  # successful write calls per table (GET /_stats/writes)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/_stats/writes" and environ.get("REQUEST_METHOD") == "GET":
+            with self._write_mutex:
+                body = json.dumps(self.writes_by_table).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
         region = _region_of(environ.get("HTTP_AUTHORIZATION", ""))
+        tables = self._tables_written(environ, operation)
         if self.serialize:
             with self.lock:
                 status, headers, body = self._run(environ)
-                self._note(operation, region, status)
+                self._note(operation, region, status, tables)
         else:
             status, headers, body = self._run(environ)
-            self._note(operation, region, status)
+            self._note(operation, region, status, tables)
         start_response(status, headers)
         return [body]
+
+    @staticmethod
+    def _tables_written(environ: dict[str, Any], operation: str) -> set[str]:
+        """The tables a write request names (the body is read here and handed on to moto unchanged)."""
+        if operation in READ_ONLY_OPERATIONS or not operation:
+            return set()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            return set()
+        tables = {payload["TableName"]} if isinstance(payload.get("TableName"), str) else set()
+        tables |= set(payload.get("RequestItems") or {})
+        for action in payload.get("TransactItems") or []:
+            tables |= {body.get("TableName") for body in action.values() if isinstance(body, dict)}
+        return {t for t in tables if t}
 
     def _run(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         captured: dict[str, Any] = {}
@@ -122,12 +148,14 @@ class SerializedDynamoApp:
                 close()
         return captured["status"], captured["headers"], body
 
-    def _note(self, operation: str, region: str, status: str) -> None:
+    def _note(self, operation: str, region: str, status: str, tables: set[str] = frozenset()) -> None:
         if operation in READ_ONLY_OPERATIONS or not status.startswith("2"):
             return
         with self._write_mutex:
             self.generation += 1
             self.regions.add(region)
+            for table in tables:
+                self.writes_by_table[table] = self.writes_by_table.get(table, 0) + 1
         self.changed.set()
 
     def request(self, region: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
