@@ -32,7 +32,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# The deployable template and code bundle: build/sam.yaml + build/deployment.zip (docs/deploy.md).
+# The deployable template and code bundle: build/sam.yaml + build/deployment.zip (README, "Deploy").
 # chalice takes the Lambda runtime from the Python it runs under: the .venv's (3.12+).
 CHALICE_STAGE ?= prod
 BUILD_DIR ?= build
