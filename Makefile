@@ -27,7 +27,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@bash infra/ensure-chromium.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

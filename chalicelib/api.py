@@ -28,8 +28,8 @@ from chalicelib.settings import ConfigError
 
 log = get_logger("api")
 
-# Routes anyone may call: the health check and the web page shell (it asks for the token itself).
-PUBLIC_PATHS = {"/api/v1/health", "/", "/assets/{name}"}
+# Routes anyone may call: the health check, the API description and the web page shell (it asks for the token).
+PUBLIC_PATHS = {"/api/v1/health", "/api/v1/openapi.json", "/", "/assets/{name}"}
 
 
 def service():
@@ -74,7 +74,9 @@ def http_middleware(event: Any, get_response: Callable[[Any], Response]) -> Resp
         message = _chalice_message(response.body) or "request failed"
         code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                 415: "unsupported_media_type", 500: "internal_error"}.get(response.status_code, "error")
-        return error_response(response.status_code, code, message)
+        # Keep Chalice's headers (a 405's `Allow`, RFC 9110); only the body and its type change.
+        kept = {name: value for name, value in (response.headers or {}).items() if name.lower() != "content-type"}
+        return error_response(response.status_code, code, message, kept)
     return response
 
 
