@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from chalicelib import wiring
+from chalicelib.logs import JsonFormatter
 from chalicelib.schema import create_tables
 from chalicelib.settings import Settings, TableNames, settings_from_env
 
@@ -40,6 +42,42 @@ def dynamodb_client():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, TableNames())
         yield client
+
+
+@pytest.fixture
+def dynamodb(dynamodb_client):
+    """Shorter name for ``dynamodb_client``."""
+    return dynamodb_client
+
+
+class FakeClock:
+    """A wall clock the test moves by hand: ``clock.now += 5``."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def logs():
+    """Every structured log line the service writes during the test, formatted as in production."""
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    handler = Capture()
+    logging.getLogger("model_catalog").addHandler(handler)
+    yield lines
+    logging.getLogger("model_catalog").removeHandler(handler)
 
 
 @pytest.fixture

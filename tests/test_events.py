@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from chalicelib import codec
 from chalicelib.domain import ProviderChange, ProviderFailure, RefreshResult
@@ -26,39 +24,16 @@ from chalicelib.events import (
     utc_timestamp,
     wire_size,
 )
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
 
 TABLES = TableNames()
 EPOCH = "ep-test-1"
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
-@pytest.fixture
-def dynamodb(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_tables(client, TABLES)
-        yield client
 
 
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import threading
@@ -17,7 +16,6 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.errors import ProviderError
-from chalicelib.logs import JsonFormatter
 from chalicelib.oauth import (
     GrantRejected,
     KmsCipher,
@@ -32,6 +30,7 @@ from chalicelib.providers import ProviderFetcher
 from chalicelib.providers.managed_oauth import parse_grant
 from chalicelib.schema import create_tables
 from chalicelib.settings import ProviderConfig, TableNames
+from tests.conftest import FakeClock
 from tests.fakes import FakeProviderServer, fixture_json
 
 TABLE = TableNames().catalog
@@ -77,18 +76,6 @@ def server() -> Iterator[FakeProviderServer]:
         yield fake
 
 
-@pytest.fixture
-def logs() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(JsonFormatter().format(record))
-
-    handler = Capture()
-    logging.getLogger("model_catalog").addHandler(handler)
-    yield lines
-    logging.getLogger("model_catalog").removeHandler(handler)
 
 
 def provider(server: FakeProviderServer, **extra: Any) -> ProviderConfig:
@@ -112,14 +99,6 @@ def grant(access: str, refresh: str | None, expires_in: int = 1) -> tuple[int, d
     return 200, body, None
 
 
-class Clock:
-    def __init__(self, start: float = 1_800_000_000.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def fetch(settings, store, config: ProviderConfig, clock=time.time, deadline_s: float = 5.0):
     with ProviderFetcher(settings, store, wall_clock=clock, sleep=lambda _s: None) as fetcher:
         return fetcher.fetch(config, time.monotonic() + deadline_s)
@@ -136,7 +115,7 @@ def test_rotation_across_three_refreshes_with_quickly_expiring_access_tokens(mak
     )
     settings = make_settings("", CORP_REFRESH_TOKEN=SEED)
     config = provider(server, scope="models.read")
-    clock = Clock()
+    clock = FakeClock()
 
     assert [m.id for m in fetch(settings, store, config, clock)] == [
         "gpt-4-0613",
@@ -171,7 +150,7 @@ def test_rotation_across_three_refreshes_with_quickly_expiring_access_tokens(mak
 def test_a_long_lived_access_token_is_reused_until_a_minute_before_expiry(make_settings, store, server):
     server.route("POST", "/oauth/token", responses=[grant("at-1", "rt-2", 3600), grant("at-2", "rt-3", 3600)])
     settings = make_settings("", CORP_REFRESH_TOKEN=SEED)
-    clock = Clock()
+    clock = FakeClock()
     fetch(settings, store, provider(server), clock)
     clock.now += 3600 - 61
     fetch(settings, store, provider(server), clock)
@@ -184,7 +163,7 @@ def test_a_long_lived_access_token_is_reused_until_a_minute_before_expiry(make_s
 def test_a_server_that_does_not_rotate_keeps_the_refresh_token(make_settings, store, server):
     server.route("POST", "/oauth/token", responses=[grant("at-1", None), grant("at-2", None)])
     settings = make_settings("", CORP_REFRESH_TOKEN=SEED)
-    clock = Clock()
+    clock = FakeClock()
     fetch(settings, store, provider(server), clock)
     clock.now += 5
     fetch(settings, store, provider(server), clock)
@@ -196,7 +175,7 @@ def test_an_access_token_revoked_early_is_renewed_once(make_settings, store, ser
     server.route(
         "GET", "/v1/models", responses=[(401, {"error": "expired"}, None), (200, {"data": [{"id": "m"}]}, None)]
     )
-    models = fetch(make_settings("", CORP_REFRESH_TOKEN=SEED), store, provider(server), Clock())
+    models = fetch(make_settings("", CORP_REFRESH_TOKEN=SEED), store, provider(server), FakeClock())
     assert [m.id for m in models] == ["m"]
     assert [r.headers["authorization"] for r in server.requests("/v1/models")] == ["Bearer at-1", "Bearer at-2"]
 

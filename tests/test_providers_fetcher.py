@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,6 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.errors import ProviderError
-from chalicelib.logs import JsonFormatter
 from chalicelib.providers import ProviderFetcher
 from chalicelib.secrets import SecretResolver
 from chalicelib.settings import ProviderConfig
@@ -30,18 +28,6 @@ def server() -> Iterator[FakeProviderServer]:
         yield fake
 
 
-@pytest.fixture
-def logs() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(JsonFormatter().format(record))
-
-    handler = Capture()
-    logging.getLogger("model_catalog").addHandler(handler)
-    yield lines
-    logging.getLogger("model_catalog").removeHandler(handler)
 
 
 def openai(server: FakeProviderServer, **extra) -> dict:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
-import boto3
 import pytest
 from chalice import WebsocketDisconnectedError
 from chalice.app import WebsocketEvent
-from moto import mock_aws
 
 from chalicelib.connections import ConnectionStore
 from chalicelib.domain import ProviderChange, RefreshResult
 from chalicelib.events import MAX_WIRE_BYTES, EventJournal, build_event_message, journal_put_action
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
 from chalicelib.websocket import WebsocketHandlers, token_checker
 
@@ -23,19 +20,6 @@ TOKEN = "s3cret-token-value"
 EPOCH = "ep-7f3a"
 
 
-@pytest.fixture
-def dynamodb(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_tables(client, TABLES)
-        yield client
 
 
 class Outbox:
