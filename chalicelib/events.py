@@ -30,6 +30,7 @@ from chalice import WebsocketDisconnectedError
 
 from chalicelib import codec
 from chalicelib.domain import RefreshResult
+from chalicelib.dynamo import query_items
 from chalicelib.logs import get_logger
 
 if TYPE_CHECKING:
@@ -181,13 +182,7 @@ class EventJournal:
         self._clock = clock
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        request = {"TableName": self._table, "ConsistentRead": True, **kwargs}
-        while True:
-            page = self._client.query(**request)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_items(self._client, {"TableName": self._table, "ConsistentRead": True, **kwargs})
 
     def latest_seq(self, epoch: str) -> int | None:
         """The highest seq journaled in ``epoch`` (None when the journal has nothing for it)."""

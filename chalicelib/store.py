@@ -26,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import codec
+from chalicelib.dynamo import query_items
 from chalicelib.errors import LockLost
 from chalicelib.logs import get_logger
 
@@ -271,12 +272,7 @@ class CatalogStore:
             request["ExpressionAttributeValues"][":prefix"] = {"S": f"{generation}#"}
         if keys_only:
             request["ProjectionExpression"] = "pk, sk"
-        while True:
-            page = self._client.query(**request)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_items(self._client, request)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), 25):
