@@ -92,7 +92,9 @@ def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..
                 except RefreshInProgress as exc:
                     return error_response(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
                 except CatalogError as exc:
-                    return error_response(exc.status, exc.code, exc.message)
+                    # Every 409 says when to retry (CONTRACT §2), also a LockLost (another run took the lock over).
+                    retry = {"Retry-After": "1"} if exc.status == 409 else None
+                    return error_response(exc.status, exc.code, exc.message, retry)
                 except ConfigError as exc:
                     log.error("config error", extra={"error": str(exc)})
                     return error_response(500, "config_error", str(exc))
