@@ -19,6 +19,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -250,24 +251,31 @@ class EventJournal:
         pending = [item for item in page.get("Items", []) if not item.get("published", {}).get("BOOL", False)]
         return [_message_of(item) for item in reversed(pending)]
 
-    def claim(self, epoch: str, seq: int, lease_s: float = DEFAULT_CLAIM_LEASE_S) -> bool:
+    def claim(self, epoch: str, seq: int, lease_s: float = DEFAULT_CLAIM_LEASE_S, claimer: str | None = None) -> bool:
         """Take the right to broadcast an unpublished event for ``lease_s`` seconds; False if it is published
-        or another publisher holds a live claim (so a tick and a committer never broadcast it together)."""
+        or another publisher holds a live claim (so a tick and a committer never broadcast it together).
+
+        The claim names its claimer (one id per publish attempt), so botocore's retry of our own claim whose
+        response was lost still succeeds instead of finding "someone else's" live claim."""
         now = self._clock()
+        claimer = claimer or uuid.uuid4().hex
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"epoch": {"S": epoch}, "seq": {"N": str(seq)}},
-                UpdateExpression="SET #claimed = :until",
+                UpdateExpression="SET #claimed = :until, #claimer = :me",
                 ConditionExpression=(
                     "attribute_exists(#seq) AND #published = :false"
-                    " AND (attribute_not_exists(#claimed) OR #claimed < :now)"
+                    " AND (attribute_not_exists(#claimed) OR #claimed < :now OR #claimer = :me)"
                 ),
-                ExpressionAttributeNames={"#seq": "seq", "#published": "published", "#claimed": "claimed_until"},
+                ExpressionAttributeNames={
+                    "#seq": "seq", "#published": "published", "#claimed": "claimed_until", "#claimer": "claimed_by",
+                },
                 ExpressionAttributeValues={
                     ":until": {"N": str(int(now + lease_s))},
                     ":false": {"BOOL": False},
                     ":now": {"N": str(int(now))},
+                    ":me": {"S": claimer},
                 },
             )
         except ClientError as exc:

@@ -25,6 +25,7 @@ from chalicelib.logs import get_logger
 log = get_logger("lock")
 
 REFRESH_LOCK = "refresh#catalog"
+_TRANSACTION_CONFLICT = "TransactionConflictException"
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,14 @@ class LeaseLock:
             "ReturnValues": "ALL_NEW",
         }
         if self._conditional:
-            request["ConditionExpression"] = "attribute_not_exists(#owner) OR lease_until < :now"
+            # "#owner = :owner": a retry of our own acquire whose response was lost (a 500 or a dropped
+            # connection after DynamoDB applied it) gets the lock instead of waiting out its own lease.
+            request["ConditionExpression"] = "attribute_not_exists(#owner) OR lease_until < :now OR #owner = :owner"
         try:
             item = self._client.update_item(**request)["Attributes"]
         except ClientError as error:
-            if _is_conditional_failure(error):
+            # TransactionConflictException: the holder is committing (its transaction fences this item): busy.
+            if _is_conditional_failure(error) or error.response.get("Error", {}).get("Code") == _TRANSACTION_CONFLICT:
                 return None
             raise
         info = _lock_info(item)
