@@ -51,7 +51,7 @@ lint-infra: package
 	$(VENV)/bin/cfn-lint -- $(BUILD_DIR)/sam.yaml
 
 bench: $(STAMP)
-	$(PY) -m chalicelib.local.bench --output docs/benchmarks.md
+	$(PY) -m tests.bench --output docs/benchmarks.md
 
 clean:
 	rm -rf build .pytest_cache .local

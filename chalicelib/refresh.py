@@ -28,6 +28,8 @@ from chalicelib.store import CatalogStore, Manifest, ProviderEntry, model_record
 log = get_logger("refresh")
 
 LEASE_MARGIN_MS = 30_000  # time to diff, write chunks and commit after the fetch deadline
+# Per-provider catalog reads, chunk writes and clean-ups in flight at once (they are independent).
+STORE_CONCURRENCY = 8
 
 
 class Fetcher(Protocol):
@@ -112,7 +114,15 @@ class RefreshEngine:
         except BaseException:
             self._lock.release(lease)  # keep the state the last good run stored
             raise
-        self._lock.release(lease, state)
+        try:
+            self._lock.release(lease, state)
+        except Exception:
+            if message is None:
+                raise
+            # The change is committed: report it, and let the lease expire rather than fail the request.
+            log.exception(
+                "lock release failed after the commit; it expires with its lease", extra={"token": lease.token}
+            )
         if message is not None and self._publisher is not None:
             try:
                 self._publisher.publish(message)
@@ -137,6 +147,16 @@ class RefreshEngine:
         statuses: dict[str, dict[str, Any]] = dict(lease.state.get("providers", {}))
 
         by_id = {p.id: p for p in providers}
+        # Each fingerprint is computed once (a 20,000-model list takes ~0.2 s to serialize), and the stored lists
+        # of the providers that differ are read in parallel: independent DynamoDB queries, one round trip each.
+        fingerprints = {o.provider_id: codec.fingerprint(o.models) for o in outcomes if o.models is not None}
+        differing = [
+            pid for pid, fingerprint in fingerprints.items()
+            if pid in manifest.providers and manifest.providers[pid].fingerprint != fingerprint
+        ]
+        stored = dict(zip(differing, _in_parallel(
+            lambda pid: self._store.read_provider_models(pid, manifest.providers[pid]), differing
+        ), strict=True))
         for outcome in outcomes:
             provider = by_id[outcome.provider_id]
             status = dict(statuses.get(provider.id, {}))
@@ -145,12 +165,11 @@ class RefreshEngine:
                 failed.append(ProviderFailure(provider_id=provider.id, reason=outcome.reason or "unknown error"))
                 statuses[provider.id] = {**status, "last_error": outcome.reason}
                 continue
-            fingerprint = codec.fingerprint(outcome.models)
-            if entry is not None and entry.fingerprint == fingerprint:
+            if entry is not None and entry.fingerprint == fingerprints[provider.id]:
                 unchanged.append(provider.id)
                 statuses[provider.id] = {**status, "last_refreshed_at": now_iso, "last_error": None}
                 continue
-            old = self._store.read_provider_models(provider.id, entry) if entry else []
+            old = stored[provider.id] if entry else []
             policy = ShrinkPolicy(threshold=self._settings.options.shrink_threshold, allow_shrink=provider.allow_shrink)
             refusal = shrink_failure(len(old), len(outcome.models), policy)
             if refusal:
@@ -179,10 +198,12 @@ class RefreshEngine:
         revision = manifest.revision
         if changed:
             revision = manifest.revision + 1
-            for provider_id, models in new_generations.items():
-                generation = f"r{revision:08d}-t{lease.token}"
-                chunks = self._store.write_generation(provider_id, generation, models)
-                new_entries[provider_id] = ProviderEntry(generation, chunks, len(models), codec.fingerprint(models))
+            generation = f"r{revision:08d}-t{lease.token}"
+            written = _in_parallel(
+                lambda item: self._store.write_generation(item[0], generation, item[1]), list(new_generations.items())
+            )
+            for (provider_id, models), chunks in zip(new_generations.items(), written, strict=True):
+                new_entries[provider_id] = ProviderEntry(generation, chunks, len(models), fingerprints[provider_id])
             result = RefreshResult(revision=revision, changed=changed, unchanged=unchanged, failed=failed)
             new_manifest = Manifest(
                 revision=revision,
@@ -236,19 +257,21 @@ class RefreshEngine:
 
     def _collect_garbage(self, old: Manifest, new: Manifest, written: dict[str, Any]) -> None:
         """Keep the current and the previous generation (readers mid-way may still need it)."""
+        doomed: list[tuple[str, set[str]]] = []
         for provider_id in written:
             keep = {new.providers[provider_id].generation}
             if provider_id in old.providers:
                 keep.add(old.providers[provider_id].generation)
+            doomed.append((provider_id, keep))
+        doomed += [(provider_id, set()) for provider_id in sorted(set(old.providers) - set(new.providers))]
+
+        def collect(item: tuple[str, set[str]]) -> None:
             try:
-                self._store.delete_generations(provider_id, keep)
+                self._store.delete_generations(*item)
             except Exception:
-                log.warning("garbage collection failed", extra={"provider_id": provider_id})
-        for provider_id in set(old.providers) - set(new.providers):
-            try:
-                self._store.delete_generations(provider_id, set())
-            except Exception:
-                log.warning("garbage collection failed", extra={"provider_id": provider_id})
+                log.warning("garbage collection failed", extra={"provider_id": item[0]})
+
+        _in_parallel(collect, doomed)
 
     def _next_state(
         self, lease: Lease, statuses: dict[str, Any], result: RefreshResult, trigger: Trigger
@@ -289,6 +312,15 @@ class RefreshEngine:
 
 def _change(provider_id: str, name: str, diff: ModelDiff) -> ProviderChange:
     return ProviderChange(provider_id=provider_id, provider_name=name, **diff.ids())
+
+
+def _in_parallel(function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[function(item) for item in items]`` with up to ``STORE_CONCURRENCY`` calls at once (the first
+    exception is raised, as in the loop). Per-provider DynamoDB calls are independent round trips."""
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(STORE_CONCURRENCY, len(items)), thread_name_prefix="store") as pool:
+        return list(pool.map(function, items))
 
 
 def _ms_since(started: float) -> int:
