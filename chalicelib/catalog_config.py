@@ -55,7 +55,7 @@ class CatalogOptions(_Strict):
     refresh_interval_ms: NonNegativeMs = DEFAULT_REFRESH_INTERVAL_MS
     refresh_on_start: StrictBool = True
     # Extensions beyond CONTRACT §4, all optional.
-    fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 16
+    fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 32
     shrink_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     lock_wait_ms: PositiveMs = 8_000
     manual_run_deadline_ms: PositiveMs = 18_000

@@ -133,6 +133,8 @@ def _schemas() -> dict[str, Any]:
     )
     _closed(schemas)
     schemas["ModelList"]["required"] = ["revision", "models"]  # next_cursor comes only with `limit`
+    # Only a result too big to store or send whole carries it (its id lists were cut): clients refetch.
+    schemas["RefreshResult"]["properties"]["truncated"] = {"type": "boolean", "const": True}
     return schemas
 
 

@@ -28,6 +28,7 @@ from chalicelib.store import CatalogStore, Manifest, ProviderEntry, model_record
 log = get_logger("refresh")
 
 LEASE_MARGIN_MS = 30_000  # time to diff, write chunks and commit after the fetch deadline
+LAST_RUN_MAX_PACKED_BYTES = 100_000  # the last run's result as stored on the lock item (compressed)
 # Per-provider catalog reads, chunk writes and clean-ups in flight at once (they are independent).
 STORE_CONCURRENCY = 8
 
@@ -199,11 +200,10 @@ class RefreshEngine:
         if changed:
             revision = manifest.revision + 1
             generation = f"r{revision:08d}-t{lease.token}"
-            written = _in_parallel(
-                lambda item: self._store.write_generation(item[0], generation, item[1]), list(new_generations.items())
-            )
-            for (provider_id, models), chunks in zip(new_generations.items(), written, strict=True):
-                new_entries[provider_id] = ProviderEntry(generation, chunks, len(models), fingerprints[provider_id])
+            written = self._store.write_generations(generation, new_generations)
+            for provider_id, models in new_generations.items():
+                entry = ProviderEntry(generation, written[provider_id], len(models), fingerprints[provider_id])
+                new_entries[provider_id] = entry
             result = RefreshResult(revision=revision, changed=changed, unchanged=unchanged, failed=failed)
             new_manifest = Manifest(
                 revision=revision,
@@ -278,7 +278,10 @@ class RefreshEngine:
     ) -> dict[str, Any]:
         state = dict(lease.state)
         state["providers"] = statuses
-        state["last_run"] = result.model_dump(mode="json")
+        # The lock item must stay far below DynamoDB's 400 KB: a huge run keeps its counts, not every id.
+        fitted = events.fit_message({"payload": result.model_dump(mode="json")}, LAST_RUN_MAX_PACKED_BYTES,
+                                    size=events.packed_size)
+        state["last_run"] = fitted["payload"]
         state["last_run_at"] = iso_now(self._clock)
         if trigger == "scheduled":
             state["last_scheduled_at_ms"] = int(self._clock() * 1000)

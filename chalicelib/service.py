@@ -135,12 +135,16 @@ class CatalogService:
             schedule_state(state),
             self.deployment_id,
         )
-        return RefreshStatus(
+        last_run = state.get("last_run")
+        body = RefreshStatus(
             refresh_interval_ms=options.refresh_interval_ms,
             refresh_on_start=options.refresh_on_start,
-            last_run=state.get("last_run"),
+            last_run=last_run,
             next_due_at=_iso_ms(due),
         ).model_dump(mode="json")
+        if last_run and last_run.get("truncated"):  # as in events: the id lists were cut to fit
+            body["last_run"]["truncated"] = True
+        return body
 
     def position(self) -> tuple[int, str, int]:
         """(latest event seq, epoch, revision) for WebSocket subscribers."""

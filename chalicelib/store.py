@@ -238,27 +238,38 @@ class CatalogStore:
         raise AssertionError("unreachable")
 
     def write_generation(self, provider_id: str, generation: str, models: Sequence[dict[str, Any]]) -> int:
-        """Write a new immutable generation of chunks; returns the chunk count. Invisible until committed.
+        """Write one provider's new generation (see ``write_generations``); returns its chunk count."""
+        return self.write_generations(generation, {provider_id: models})[provider_id]
 
-        ``models`` must be JSON-native records (``model_record``): once written they are cached as this
-        generation's list, exactly what reading the chunks back would return.
+    def write_generations(self, generation: str, lists: dict[str, Sequence[dict[str, Any]]]) -> dict[str, int]:
+        """Write new immutable generations of chunks for several providers; returns each one's chunk count.
+
+        Invisible until committed. The chunks of all providers share 25-item BatchWriteItem calls, so a run
+        where many small providers changed costs one or two round trips, not one per provider. ``models``
+        must be JSON-native records (``model_record``): once written they are cached as the generation's
+        list, exactly what reading the chunks back would return.
         """
-        chunks = pack_chunks(models, self._chunk_bytes)
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": {"S": _models_pk(provider_id)},
-                        "sk": {"S": f"{generation}#{index:05d}"},
-                        "body": {"B": body},
+        counts: dict[str, int] = {}
+        requests: list[dict[str, Any]] = []
+        for provider_id, models in lists.items():
+            chunks = pack_chunks(models, self._chunk_bytes)
+            counts[provider_id] = len(chunks)
+            requests += [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": _models_pk(provider_id)},
+                            "sk": {"S": f"{generation}#{index:05d}"},
+                            "body": {"B": body},
+                        }
                     }
                 }
-            }
-            for index, body in enumerate(chunks)
-        ]
+                for index, body in enumerate(chunks)
+            ]
         self._batch_write(requests)
-        self._cache.put((provider_id, generation), list(models))
-        return len(chunks)
+        for provider_id, models in lists.items():
+            self._cache.put((provider_id, generation), list(models))
+        return counts
 
     def delete_generations(self, provider_id: str, keep: set[str]) -> int:
         """Delete chunks of every generation of a provider not in ``keep`` (old or orphaned by a crash)."""

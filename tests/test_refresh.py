@@ -322,3 +322,14 @@ def test_manifest_fingerprint_matches_stored_models(world) -> None:
     world.service.refresh("provider", "alpha")
     manifest, catalog = world.store.read_catalog()
     assert manifest.providers["alpha"].fingerprint == codec.fingerprint(catalog["alpha"])
+
+
+def test_a_huge_last_run_is_stored_truncated_on_the_lock_item(world) -> None:
+    world.fetcher.catalog["alpha"] = [Model(provider_id="alpha", id=f"m-{i:06d}-{'x' * 40}") for i in range(60_000)]
+    result = world.service.refresh("provider", "alpha")
+    assert len(result["changed"][0]["added"]) == 60_000  # the response itself is whole
+    item = world.client.get_item(TableName=world.settings.tables.locks, Key={"pk": {"S": "refresh#catalog"}})["Item"]
+    assert len(item["state"]["B"]) <= 110_000
+    last_run = world.service.refresh_status()["last_run"]
+    assert last_run["truncated"] is True and last_run["revision"] == result["revision"]
+    assert [c["provider_id"] for c in last_run["changed"]] == ["alpha"]
