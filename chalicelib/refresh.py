@@ -265,13 +265,19 @@ class RefreshEngine:
             doomed.append((provider_id, keep))
         doomed += [(provider_id, set()) for provider_id in sorted(set(old.providers) - set(new.providers))]
 
-        def collect(item: tuple[str, set[str]]) -> None:
+        def unkept(item: tuple[str, set[str]]) -> list[dict[str, Any]]:
             try:
-                self._store.delete_generations(*item)
+                return self._store.unkept_chunks(*item)
             except Exception:
                 log.warning("garbage collection failed", extra={"provider_id": item[0]})
+                return []
 
-        _in_parallel(collect, doomed)
+        # Listing is one query per provider; the deletes of all providers then share batch calls.
+        keys = [key for found in _in_parallel(unkept, doomed) for key in found]
+        try:
+            self._store.delete_chunks(keys)
+        except Exception:
+            log.warning("garbage collection failed", extra={"chunks": len(keys)})
 
     def _next_state(
         self, lease: Lease, statuses: dict[str, Any], result: RefreshResult, trigger: Trigger

@@ -273,13 +273,20 @@ class CatalogStore:
 
     def delete_generations(self, provider_id: str, keep: set[str]) -> int:
         """Delete chunks of every generation of a provider not in ``keep`` (old or orphaned by a crash)."""
-        doomed = [
-            {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
+        return self.delete_chunks(self.unkept_chunks(provider_id, keep))
+
+    def unkept_chunks(self, provider_id: str, keep: set[str]) -> list[dict[str, Any]]:
+        """The keys of a provider's chunks whose generation is not in ``keep``."""
+        return [
+            {"pk": item["pk"], "sk": item["sk"]}
             for item in self._query_generation(provider_id, None, keys_only=True)
             if item["sk"]["S"].rsplit("#", 1)[0] not in keep
         ]
-        self._batch_write(doomed)
-        return len(doomed)
+
+    def delete_chunks(self, keys: Sequence[dict[str, Any]]) -> int:
+        """Delete chunks by key, in shared 25-item BatchWriteItem calls."""
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        return len(keys)
 
     # -- commit -----------------------------------------------------------------------------
     def commit(self, actions: list[dict[str, Any]], attempts: int = 4) -> None:
