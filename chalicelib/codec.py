@@ -14,7 +14,12 @@ def dumps(value: Any) -> str:
 
 
 def pack(value: Any) -> bytes:
-    return zlib.compress(dumps(value).encode("utf-8"), 6)
+    return compress_json(dumps(value))
+
+
+def compress_json(text: str) -> bytes:
+    """The stored form of a canonical JSON text (``pack`` of already-serialized JSON)."""
+    return zlib.compress(text.encode("utf-8"), 6)
 
 
 def unpack(blob: Any) -> Any:
