@@ -45,6 +45,15 @@ def dynamodb_client():
 
 
 @pytest.fixture
+def server():
+    """A fake provider: a real HTTP server on 127.0.0.1 (tests add its routes)."""
+    from tests.fakes.provider_server import FakeProviderServer
+
+    with FakeProviderServer() as fake:
+        yield fake
+
+
+@pytest.fixture
 def dynamodb(dynamodb_client):
     """Shorter name for ``dynamodb_client``."""
     return dynamodb_client

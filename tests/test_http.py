@@ -48,10 +48,6 @@ def logs() -> Iterator[_Capture]:
         root.removeHandler(capture)
 
 
-@pytest.fixture
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
 
 
 class Harness:

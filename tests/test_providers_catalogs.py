@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from chalicelib.domain import Model, Pricing
 from chalicelib.errors import ProviderError
-from tests.fakes import FakeProviderServer, fetch_once, fixture_json
-
-
-@pytest.fixture
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
+from tests.fakes import fetch_once, fixture_json
 
 
 @pytest.fixture

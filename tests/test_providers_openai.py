@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from chalicelib.domain import Model
@@ -13,10 +11,6 @@ from tests.fakes import FakeProviderServer, fetch_once, fixture_json
 KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz012345"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
 
 
 @pytest.fixture

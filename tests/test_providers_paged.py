@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from chalicelib.domain import Model
@@ -14,10 +12,6 @@ ANTHROPIC_KEY = "sk-ant-api03-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 GEMINI_KEY = "AIzaSyA1234567890abcdefghijklmnopqrstu"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
 
 
 @pytest.fixture
