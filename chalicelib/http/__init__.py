@@ -1,18 +1,39 @@
-"""The HTTP layer every provider adapter uses (being split into private modules; see ``_client``)."""
+"""The one HTTP layer every provider adapter uses: bounded, retried, size-capped, redacted and URL-safe.
 
-from chalicelib.http._client import (
-    DEFAULT_MAX_BODY_BYTES,
-    HttpClient,
-    JsonResponse,
-    ProviderHttp,
-    Redactor,
-    RetryPolicy,
-    UnsafeUrlError,
-    UrlGuard,
-    describe_json,
-    parse_retry_after,
-    provider_message,
-)
+One ``HttpClient`` per refresh run owns one ``requests.Session`` (connection pooling across providers);
+``HttpClient.for_provider`` hands each fetch a ``ProviderHttp`` bound to that provider's timeout, deadline,
+credentials and redactor. Guarantees:
+
+- **Deadline.** Connect/read timeouts are ``min(timeout_ms, time left)``; a per-request watchdog shuts the
+  socket down when the deadline passes, so a server that trickles headers or body bytes cannot hold a fetch
+  past it (a read timeout alone only bounds the gap between two bytes). Retries never sleep past it.
+- **Retries.** 408/409/429/5xx and connection errors are retried with exponential backoff and jitter,
+  honouring ``Retry-After`` (seconds or HTTP date), ``retry-after-ms`` and Google's ``RetryInfo`` up to
+  ``RetryPolicy.retry_after_cap_s``; a longer wait than that fails at once with a reason saying so.
+- **Size.** Bodies are streamed and refused beyond ``max_body_bytes`` (32 MB by default) without being
+  read whole first (a declared ``Content-Length`` is refused before reading anything).
+- **Reasons.** Every failure is a ``ProviderError`` whose reason a user can act on ("the API key was
+  rejected (HTTP 401)", "insufficient balance (HTTP 402)", "expected a JSON object with `data`, got HTML")
+  and that has gone through the provider's ``Redactor``, as has every log line.
+- **URL safety.** Unless private URLs are allowed (the local default), only ``https`` is used, every host
+  must resolve to public addresses only, the connected peer is checked again (DNS rebinding), and
+  redirects are followed by hand (at most ``MAX_REDIRECTS``), each hop re-checked; credentials are dropped
+  when a redirect leaves the origin. POST requests never follow redirects.
+
+The API (everything else is private to the package):
+
+- ``HttpClient``, ``ProviderHttp``, ``JsonResponse``, ``DEFAULT_MAX_BODY_BYTES``: the client (``_client``).
+- ``UrlGuard``, ``UnsafeUrlError``: the URL policy (``_guard``).
+- ``Redactor``: secrets out of reasons and logs (``_redact``).
+- ``RetryPolicy``, ``parse_retry_after``: when to retry and how long to wait (``_retry``).
+- ``describe_json``, ``provider_message``: words for a JSON value and a provider's error message (``_reasons``).
+"""
+
+from chalicelib.http._client import DEFAULT_MAX_BODY_BYTES, HttpClient, JsonResponse, ProviderHttp
+from chalicelib.http._guard import UnsafeUrlError, UrlGuard
+from chalicelib.http._reasons import describe_json, provider_message
+from chalicelib.http._redact import Redactor
+from chalicelib.http._retry import RetryPolicy, parse_retry_after
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

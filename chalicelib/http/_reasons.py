@@ -1,0 +1,185 @@
+"""Failure reasons a user can act on: what a JSON value is, the provider's own message in an error body, its
+error codes, status texts, what an exception was caused by, and ``_Failure`` (one attempt's failure)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_MESSAGE_LIMIT = 200
+
+
+def describe_json(value: Any) -> str:
+    """What a JSON value is, in words ("a JSON array", "a JSON object with keys error, message")."""
+    if isinstance(value, dict):
+        if not value:
+            return "an empty JSON object"
+        keys = list(value)[:6]
+        more = ", …" if len(value) > 6 else ""
+        return "a JSON object with keys " + ", ".join(str(k) for k in keys) + more
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    return "JSON null"
+
+
+def provider_message(data: Any) -> str | None:
+    """The human message inside a provider's error body, whatever its shape (OpenAI/Anthropic/Google
+    ``{"error": {"message"}}``, xAI/Ollama/vLLM ``{"error": "..."}``, Mistral ``{"message"}``/``{"detail"}``,
+    OAuth ``{"error", "error_description"}``)."""
+    if not isinstance(data, dict):
+        return None
+    message: Any = None
+    error = data.get("error")
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("error_description")
+    elif isinstance(error, str):
+        message = data.get("error_description") or error
+    if not message:
+        message = data.get("message") or data.get("detail") or data.get("error_description")
+    if isinstance(message, list):  # FastAPI-style validation details
+        message = "; ".join(str(m.get("msg", m)) if isinstance(m, dict) else str(m) for m in message)
+    if not isinstance(message, str) or not message.strip():
+        return None
+    text = " ".join(message.split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def _error_codes(data: Any) -> set[str]:
+    """Machine-readable codes in an error body (``code``, ``type``, ``status``, Google ``details[].reason``)."""
+    codes: set[str] = set()
+    if not isinstance(data, dict):
+        return codes
+    error = data.get("error")
+    for source in (data, error if isinstance(error, dict) else {}):
+        for key in ("code", "type", "status"):
+            if isinstance(source.get(key), str):
+                codes.add(source[key].lower())
+        for detail in source.get("details") or []:
+            if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
+                codes.add(detail["reason"].lower())
+    return codes
+
+
+_BAD_KEY_MESSAGE = re.compile(r"(?i)api[ _-]?key.*\b(invalid|incorrect|not valid|wrong|expired)\b|"
+                              r"\b(invalid|incorrect)\b.*api[ _-]?key")
+
+
+def _looks_like_rejected_key(status: int, data: Any, message: str | None) -> bool:
+    if status in (401, 403):
+        return True
+    if status == 400:
+        codes = _error_codes(data)
+        if "api_key_invalid" in codes or "invalid_api_key" in codes:
+            return True
+        return bool(message and _BAD_KEY_MESSAGE.search(message))
+    return False
+
+
+def _status_text(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+@dataclass
+class _Failure:
+    head: str
+    detail: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    rate_limited: bool = False
+
+    def reason(self, suffix: str = "") -> str:
+        text = self.head + suffix
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):g} MB"
+    if n >= 1024:
+        return f"{n / 1024:g} KB"
+    return f"{n} bytes"
+
+
+def _looks_like_html(body: bytes, content_type: str) -> bool:
+    head = body[:512].lstrip().lower()
+    return "html" in content_type.lower() or head.startswith(
+        (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<!--", b"<h1", b"<p>", b"<div")
+    )
+
+
+def _try_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _parse_json(body: bytes, content_type: str, expect: str) -> Any:
+    if not body.strip():
+        return _Failure(f"expected {expect}, got an empty response")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        return _Failure(f"expected {expect}, got a response that is not UTF-8 text")
+    except json.JSONDecodeError as exc:
+        if _looks_like_html(body, content_type):
+            return _Failure(f"expected {expect}, got HTML")
+        return _Failure(f"expected {expect}, got invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+        for attr in ("reason", "__cause__", "__context__"):
+            nested = getattr(current, attr, None)
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+
+
+def _short_cause(exc: BaseException) -> str:
+    from http.client import IncompleteRead, RemoteDisconnected
+
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return "could not resolve the host name"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+        if isinstance(cause, RemoteDisconnected):
+            return "the server closed the connection without answering"
+        if isinstance(cause, IncompleteRead):
+            return "the connection closed before the whole response arrived"
+        if type(cause).__name__ in ("SSLCertVerificationError",):
+            return "certificate verify failed"
+    return type(exc).__name__
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request cannot have reached the server (no connection was made), so even a POST
+    may be retried."""
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    return any(isinstance(c, (NewConnectionError, NameResolutionError, ConnectionRefusedError)) for c in _causes(exc))
