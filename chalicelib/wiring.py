@@ -66,7 +66,8 @@ def lock() -> Any:
 
 @lru_cache(maxsize=1)
 def token_store() -> Any:
-    from chalicelib.oauth import KmsCipher, LocalCipher, OAuthTokenStore
+    from chalicelib.ciphers import KmsCipher, LocalCipher
+    from chalicelib.oauth import OAuthTokenStore
 
     current = settings()
     if current.kms_key_id:

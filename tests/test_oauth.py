@@ -15,17 +15,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.ciphers import KmsCipher, LocalCipher, TokenDecryptError
 from chalicelib.errors import ProviderError
-from chalicelib.oauth import (
-    GrantRejected,
-    KmsCipher,
-    LocalCipher,
-    OAuthSession,
-    OAuthTokenStore,
-    TokenDecryptError,
-    TokenGrant,
-    TokenRecord,
-)
+from chalicelib.oauth import GrantRejected, OAuthSession, OAuthTokenStore, TokenGrant, TokenRecord
 from chalicelib.providers import ProviderFetcher
 from chalicelib.providers.managed_oauth import parse_grant
 from chalicelib.schema import create_tables
