@@ -160,7 +160,8 @@ def _check_config(content: bytes, member: str, environment: dict[str, str]) -> l
     """Validate the bundled config the way the deployed functions will (https-only unless the stage allows)."""
     import tempfile
 
-    from chalicelib.settings import ConfigError, load_config
+    from chalicelib.catalog_config import load_config
+    from chalicelib.errors import ConfigError
 
     allow_private = (environment.get("MODEL_CATALOG_ALLOW_PRIVATE_URLS") or "0").strip().lower() in ("1", "true", "yes")
     with tempfile.TemporaryDirectory() as directory:

@@ -437,7 +437,7 @@ def test_tick_with_failures_exits_1_and_prints_json(fake_service: Callable[..., 
 
 def test_tick_config_error_exits_2(fake_service: Callable[..., FakeService],
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from chalicelib.settings import ConfigError
+    from chalicelib.errors import ConfigError
 
     fake_service(error=ConfigError("/etc/catalog.toml: providers[0].kind: unknown kind 'x'"))
 

@@ -20,9 +20,10 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from chalicelib.catalog_config import CatalogOptions, load_config
 from chalicelib.local.demo_registry import DEMO_REGISTRY_FILE
 from chalicelib.local.scheduler import LocalScheduler
-from chalicelib.settings import EXAMPLE_CONFIG, CatalogOptions, load_config
+from chalicelib.settings import EXAMPLE_CONFIG
 from tests.stack import EmbeddedDynamo, LocalStack, pid_alive, port_is_free
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,13 +15,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.catalog_config import ProviderConfig
 from chalicelib.ciphers import KmsCipher, LocalCipher, TokenDecryptError
 from chalicelib.errors import ProviderError
 from chalicelib.oauth import GrantRejected, OAuthSession, OAuthTokenStore, TokenGrant, TokenRecord
 from chalicelib.providers import ProviderFetcher
 from chalicelib.providers.managed_oauth import parse_grant
 from chalicelib.schema import create_tables
-from chalicelib.settings import ProviderConfig, TableNames
+from chalicelib.settings import TableNames
 from tests.conftest import FakeClock
 from tests.fakes import FakeProviderServer, fixture_json
 

@@ -12,10 +12,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.catalog_config import ProviderConfig
 from chalicelib.errors import ProviderError
 from chalicelib.providers import ProviderFetcher
 from chalicelib.secrets import SecretResolver
-from chalicelib.settings import ProviderConfig
 from tests.fakes import FakeProviderServer, fetch_once, fixture_json
 
 KEY = "sk-secret-0f1e2d3c4b5a69788796a5b4"

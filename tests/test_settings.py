@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.settings import (
-    DEFAULT_REFRESH_INTERVAL_MS,
-    EXAMPLE_CONFIG,
-    ConfigError,
-    load_config,
-    schedule_rate_minutes,
-    settings_from_env,
-)
+from chalicelib.catalog_config import DEFAULT_REFRESH_INTERVAL_MS, load_config
+from chalicelib.errors import ConfigError
+from chalicelib.settings import EXAMPLE_CONFIG, schedule_rate_minutes, settings_from_env
 
 PROVIDER = """
 [[providers]]

@@ -387,7 +387,7 @@ def test_runtime_is_a_supported_python(resources: dict[str, Any]) -> None:
 
 
 def test_function_timeouts_fit_the_refresh_deadlines(resources: dict[str, Any]) -> None:
-    from chalicelib.settings import CatalogOptions
+    from chalicelib.catalog_config import CatalogOptions
 
     options = CatalogOptions()
     api = _properties(resources, "APIHandler")

@@ -21,8 +21,8 @@ from chalicelib.domain import CAPABILITIES, Model, Pricing
 from chalicelib.errors import ProviderError
 from chalicelib.http import ProviderHttp, describe_json
 
-if TYPE_CHECKING:  # settings imports providers.kinds; a runtime import here would be circular
-    from chalicelib.settings import ProviderConfig
+if TYPE_CHECKING:  # catalog_config imports providers.kinds; a runtime import here would be circular
+    from chalicelib.catalog_config import ProviderConfig
 
 _VOCABULARY = frozenset(CAPABILITIES)
 MAX_PAGES = 200  # a paginating provider that never stops is a failure, not an endless loop

@@ -20,11 +20,12 @@ from chalicelib.logs import get_logger
 from chalicelib.providers.kinds import KINDS
 
 if TYPE_CHECKING:
+    from chalicelib.catalog_config import ProviderConfig
     from chalicelib.domain import Model
     from chalicelib.http import RetryPolicy, UrlGuard
     from chalicelib.oauth import TokenStore
     from chalicelib.secrets import SecretResolver
-    from chalicelib.settings import ProviderConfig, Settings
+    from chalicelib.settings import Settings
 
 _log = get_logger("providers")
 # Config `headers` whose values are credentials (e.g. `Authorization = "Bearer ${TOKEN}"`) are redacted too.

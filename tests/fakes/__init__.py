@@ -12,8 +12,8 @@ from tests.fakes.provider_server import FIXTURES_DIR, FakeProviderServer, Record
 def fetch_once(settings: Any, provider: Any, *, deadline_s: float = 5.0, **fetcher_kwargs: Any) -> list[Any]:
     """Fetch one provider (a ``ProviderConfig`` or a dict of its fields) with a fresh ``ProviderFetcher``.
     Retries do not really sleep unless ``sleep=`` is given. Raises ``ProviderError`` like the real thing."""
+    from chalicelib.catalog_config import ProviderConfig
     from chalicelib.providers import ProviderFetcher
-    from chalicelib.settings import ProviderConfig
 
     config = provider if isinstance(provider, ProviderConfig) else ProviderConfig.model_validate(provider)
     fetcher_kwargs.setdefault("sleep", lambda _seconds: None)
