@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 
 def token_matches(presented: str | None, expected: str | None) -> bool:
@@ -10,3 +11,8 @@ def token_matches(presented: str | None, expected: str | None) -> bool:
     if not presented or not expected:
         return False
     return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def token_checker(expected_token: Callable[[], str | None]) -> Callable[[str | None], bool]:
+    """A check comparing a presented token with ``expected_token()`` (read per call: it may rotate)."""
+    return lambda presented: token_matches(presented, expected_token())

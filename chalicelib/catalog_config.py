@@ -30,12 +30,23 @@ from pydantic.alias_generators import to_camel
 
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
-from chalicelib.settings import parse_bool
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+
+
+def parse_bool(variable: str, raw: str) -> bool:
+    """An env var's yes/no value; anything else is a ``ConfigError`` naming the variable."""
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"environment variable {variable}={raw!r}: expected 1/true/yes or 0/false/no")
 
 
 NonNegativeMs = Annotated[StrictInt, Field(ge=0)]

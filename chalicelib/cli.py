@@ -343,10 +343,10 @@ def cmd_status(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def tick_service() -> Any:
-    """The service as the scheduled function builds it (settings, DynamoDB, lock, engine)."""
-    from chalicelib import wiring
+    """The service as the scheduled function builds it (``bootstrap``: settings, DynamoDB, lock, engine)."""
+    from chalicelib.bootstrap import bootstrap
 
-    return wiring.service()
+    return bootstrap().service
 
 
 def cmd_tick(args: argparse.Namespace, out: TextIO) -> int:
@@ -360,7 +360,7 @@ def cmd_tick(args: argparse.Namespace, out: TextIO) -> int:
         PartialCredentialsError,
     )
 
-    from chalicelib.settings import ConfigError
+    from chalicelib.errors import ConfigError
 
     try:
         outcome = tick_service().tick(trigger="cli")

@@ -1,10 +1,27 @@
-"""Domain errors. They become HTTP responses only at the edge (app.py)."""
+"""The service's exceptions, in one tree. They become HTTP responses only at the edge (``chalicelib.entrypoints``).
+
+::
+
+    CatalogError                 a request cannot be served; ``code``/``status`` are its error envelope
+    ├── BadRequest               400 bad_request
+    ├── UnknownAction            400 unknown_action
+    ├── ProviderNotFound         404 provider_not_found
+    ├── RouteNotFound            404 not_found
+    ├── RefreshInProgress        409 refresh_in_progress (+ Retry-After: the lock holder's lease)
+    └── ConcurrentWrite          409 refresh_in_progress (+ Retry-After: 1): another writer won
+        ├── LockLost             the fencing token moved on: another run took the lock over
+        ├── CatalogChanged       the manifest's revision moved on under this run
+        └── SeqCollision         the journal already holds this run's (epoch, seq)
+    ConfigError                  the configuration cannot be used (file, key, problem)
+    ProviderError                one provider could not be refreshed (``reason`` is user-facing, redacted)
+    ConnectionGone               a WebSocket connection is gone (API Gateway's 410)
+"""
 
 from __future__ import annotations
 
 
 class CatalogError(Exception):
-    """Base class: `code` is the snake_case code of the error envelope, `status` its HTTP status."""
+    """Base class: ``code`` is the snake_case code of the error envelope, ``status`` its HTTP status."""
 
     code = "internal_error"
     status = 500
@@ -51,11 +68,29 @@ class RefreshInProgress(CatalogError):
         self.retry_after_s = retry_after_s
 
 
-class LockLost(CatalogError):
-    """The fencing token moved on: another run took the lock; this run must not write."""
+class ConcurrentWrite(CatalogError):
+    """Another writer won a conditional write of this run: nothing of the run was written."""
 
     code = "refresh_in_progress"
     status = 409
+    retry_after_s = 1
+
+
+class LockLost(ConcurrentWrite):
+    """The fencing token moved on: another run took the lock; this run must not write."""
+
+
+class CatalogChanged(ConcurrentWrite):
+    """The manifest is no longer at the revision this run started from."""
+
+
+class SeqCollision(ConcurrentWrite):
+    """The journal already holds an event with this run's ``(epoch, seq)``."""
+
+    def __init__(self, epoch: str, seq: int):
+        super().__init__(f"the event journal already holds seq {seq} of epoch {epoch}; nothing was written")
+        self.epoch = epoch
+        self.seq = seq
 
 
 class ConfigError(Exception):
@@ -63,8 +98,16 @@ class ConfigError(Exception):
 
 
 class ProviderError(Exception):
-    """A provider could not be refreshed. `reason` is user-facing and already redacted."""
+    """A provider could not be refreshed. ``reason`` is user-facing and already redacted."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class ConnectionGone(Exception):
+    """The WebSocket connection no longer exists (API Gateway answered 410 Gone)."""
+
+    def __init__(self, connection_id: str):
+        super().__init__(f"connection {connection_id} is gone")
+        self.connection_id = connection_id

@@ -63,8 +63,11 @@ class SecretResolver:
     def resolve(self, env_name: str) -> str | None:
         """The secret in ``env_name``: ``None`` when unset or empty; raises ``SecretUnavailable`` when it is a
         reference that cannot be read."""
-        raw = self._read_env(env_name)
-        if not raw:
+        return self.resolve_value(env_name, self._read_env(env_name))
+
+    def resolve_value(self, env_name: str, raw: str | None) -> str | None:
+        """``raw`` (the value of ``env_name``) resolved: the secret itself, or what its reference points to."""
+        if not raw or not raw.strip():
             return None
         raw = raw.strip()
         if raw.startswith(SSM_PREFIX):

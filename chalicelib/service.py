@@ -1,6 +1,7 @@
 """The service layer: what the REST routes, the schedule and the CLI ask of the catalog.
 
-Each method returns plain JSON-ready dicts in CONTRACT §2's shapes; errors are domain errors.
+Each method returns plain JSON-ready dicts in the REST API's shapes (docs/reference.md#2-rest-api); errors are
+domain errors (``chalicelib.errors``).
 """
 
 from __future__ import annotations
@@ -10,33 +11,23 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain import Provider, RefreshStatus, Scope, Trigger
+from chalicelib.clock import utc_iso_ms
+from chalicelib.core.domain import Provider, RefreshStatus, Scope, Trigger, api_model
+from chalicelib.core.schedule import check_due, next_due_ms
 from chalicelib.errors import BadRequest, ProviderNotFound, RefreshInProgress
-from chalicelib.lock import Lease, LeaseLock
 from chalicelib.logs import get_logger
 from chalicelib.refresh import RefreshEngine
-from chalicelib.schedule import ScheduleState, check_due, next_due_ms
-from chalicelib.settings import Settings
-from chalicelib.store import CatalogStore, api_model
+from chalicelib.storage.catalog import CatalogStore
+from chalicelib.storage.lock import Lease
+from chalicelib.storage.state import RefreshStateStore, decode_state
+
+if TYPE_CHECKING:
+    from chalicelib.catalog_config import CatalogConfig
 
 log = get_logger("service")
-
-
-def _iso_ms(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def schedule_state(state: dict[str, Any]) -> ScheduleState:
-    return ScheduleState(
-        last_scheduled_at_ms=state.get("last_scheduled_at_ms"),
-        started_deployment=state.get("started_deployment"),
-        interval_anchor_ms=state.get("interval_anchor_ms"),
-    )
 
 
 def _encode_cursor(provider_id: str, model_id: str) -> str:
@@ -57,32 +48,31 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
 class CatalogService:
     def __init__(
         self,
-        settings: Settings,
+        *,
+        config: CatalogConfig,
+        deployment_id: str,
         store: CatalogStore,
-        lock: LeaseLock,
+        state: RefreshStateStore,
         engine: RefreshEngine,
         publish_pending: Callable[[str], Any] | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        self._settings = settings
+        self._config = config
+        self.deployment_id = deployment_id
         self._store = store
-        self._lock = lock
+        self._state = state
         self._engine = engine
         self._publish_pending = publish_pending
         self._clock = clock
 
-    @property
-    def deployment_id(self) -> str:
-        return self._settings.deployment_id
-
     # -- reads ------------------------------------------------------------------------------
     def list_providers(self) -> dict[str, Any]:
         manifest = self._store.read_manifest()
-        statuses = self._lock.read().state.get("providers", {})
+        state = self._state.read()
         providers = []
-        for provider in self._settings.config.providers:
+        for provider in self._config.providers:
             entry = manifest.providers.get(provider.id)
-            status = statuses.get(provider.id, {})
+            status = state.status(provider.id)
             providers.append(
                 Provider(
                     id=provider.id,
@@ -90,8 +80,8 @@ class CatalogService:
                     kind=provider.kind,
                     refreshable=provider.refreshable,
                     model_count=entry.count if entry else 0,
-                    last_refreshed_at=status.get("last_refreshed_at"),
-                    last_error=status.get("last_error"),
+                    last_refreshed_at=status.last_refreshed_at,
+                    last_error=status.last_error,
                 ).model_dump()
             )
         return {"providers": providers}
@@ -100,7 +90,7 @@ class CatalogService:
         self, provider_id: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> dict[str, Any]:
         if provider_id is not None:
-            known = self._settings.config.provider(provider_id) is not None
+            known = self._config.provider(provider_id) is not None
             if not known and provider_id not in self._store.read_manifest().providers:
                 raise ProviderNotFound(provider_id)
         manifest, catalog = self._store.read_catalog(None if provider_id is None else [provider_id])
@@ -126,21 +116,21 @@ class CatalogService:
         return body
 
     def refresh_status(self) -> dict[str, Any]:
-        options = self._settings.options
-        state = self._lock.read().state
+        options = self._config.model_catalog
+        state = self._state.read()
         due = next_due_ms(
             int(self._clock() * 1000),
             options.refresh_interval_ms,
             options.refresh_on_start,
-            schedule_state(state),
+            state.schedule,
             self.deployment_id,
         )
-        last_run = state.get("last_run")
+        last_run = state.last_run
         body = RefreshStatus(
             refresh_interval_ms=options.refresh_interval_ms,
             refresh_on_start=options.refresh_on_start,
             last_run=last_run,
-            next_due_at=_iso_ms(due),
+            next_due_at=utc_iso_ms(due),
         ).model_dump(mode="json")
         if last_run and last_run.get("truncated"):  # as in events: the id lists were cut to fit
             body["last_run"]["truncated"] = True
@@ -159,16 +149,16 @@ class CatalogService:
 
     def tick(self, trigger: Trigger = "scheduled") -> dict[str, Any]:
         """The scheduled due-check: refresh everything when due, and repair missed pushes."""
-        options = self._settings.options
+        options = self._config.model_catalog
         self._republish_pending()
-        seen = self._lock.read()
+        state, seen = self._state.read_with_lock()
         now_ms = int(self._clock() * 1000)
-        state = schedule_state(seen.state)
-        check = check_due(now_ms, options.refresh_interval_ms, options.refresh_on_start, state, self.deployment_id)
+        schedule = state.schedule
+        check = check_due(now_ms, options.refresh_interval_ms, options.refresh_on_start, schedule, self.deployment_id)
         if not check.due:
-            unanchored = state.last_scheduled_at_ms is None and state.interval_anchor_ms is None
+            unanchored = schedule.last_scheduled_at_ms is None and schedule.interval_anchor_ms is None
             if options.refresh_interval_ms > 0 and unanchored:
-                self._lock.write_state({**seen.state, "interval_anchor_ms": now_ms}, seen)
+                self._state.save_idle(replace(state, schedule=replace(schedule, interval_anchor_ms=now_ms)), seen)
             return {"ran": False, "reason": check.reason, "result": None}
 
         def still_due(lease: Lease) -> bool:
@@ -177,7 +167,7 @@ class CatalogService:
                 int(self._clock() * 1000),
                 options.refresh_interval_ms,
                 options.refresh_on_start,
-                schedule_state(lease.state),
+                decode_state(lease.state).schedule,
                 self.deployment_id,
             )
             return recheck.due

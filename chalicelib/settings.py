@@ -1,9 +1,9 @@
 """Settings: the one module that reads ``os.environ`` for settings.
 
 ``settings_from_env`` resolves the environment and loads the TOML config (``chalicelib.catalog_config``)
-once; everything else receives a ``Settings`` object. A config that cannot be used raises ``ConfigError``
+once; everything else receives a frozen ``Settings`` object. A config that cannot be used raises ``ConfigError``
 naming the file, the key and the problem. The pydantic config schema is imported on first use, not at
-``import app`` (cold start): its names are re-exported lazily below.
+``import app`` (cold start).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chalicelib.errors import ConfigError
 
@@ -23,21 +23,6 @@ if TYPE_CHECKING:
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 EXAMPLE_CONFIG = PACKAGE_DIR / "config" / "example.toml"
-_TRUE = {"1", "true", "yes"}
-_FALSE = {"0", "false", "no"}
-_LAZY_CONFIG_NAMES = {
-    "CatalogConfig", "CatalogOptions", "ProviderConfig", "load_config", "DEFAULT_REFRESH_INTERVAL_MS",
-    "PROVIDER_ID_PATTERN", "ENV_NAME_PATTERN",
-}
-
-
-def __getattr__(name: str) -> Any:  # PEP 562: the config schema loads when first asked for
-    if name in _LAZY_CONFIG_NAMES:
-        from chalicelib import catalog_config
-
-        return getattr(catalog_config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 @dataclass(frozen=True)
 class TableNames:
@@ -79,15 +64,6 @@ class Settings:
         return value if value else None
 
 
-def parse_bool(variable: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"environment variable {variable}={raw!r}: expected 1/true/yes or 0/false/no")
-
-
 def _code_and_config_fingerprint(config_path: Path) -> str:
     """Identifies a deployment when none is named: a new code bundle or config is a new deployment."""
     digest = hashlib.sha256()
@@ -101,6 +77,8 @@ def _code_and_config_fingerprint(config_path: Path) -> str:
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build ``Settings`` from an environment mapping (``os.environ`` by default)."""
+    from chalicelib.catalog_config import load_config, parse_bool
+
     environ = dict(os.environ if environ is None else environ)
     allow_private = parse_bool(
         "MODEL_CATALOG_ALLOW_PRIVATE_URLS", environ.get("MODEL_CATALOG_ALLOW_PRIVATE_URLS") or "0"
@@ -110,8 +88,6 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         # Deployed, relative paths are relative to the bundle (the directory holding app.py).
         bundled = PACKAGE_DIR.parent / config_path
         config_path = bundled if bundled.exists() else config_path
-    from chalicelib.catalog_config import load_config
-
     config = load_config(config_path, environ, allow_private)
     endpoint = environ.get("MODEL_CATALOG_DYNAMODB_ENDPOINT") or None
     if endpoint == "aws":

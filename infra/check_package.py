@@ -132,7 +132,7 @@ def check_bundle(bundle: Path, template: dict[str, Any], stage: str) -> list[str
         unzipped = sum(info.file_size for info in infos)
         if unzipped > MAX_UNZIPPED_BYTES:
             problems.append(f"{bundle}: {unzipped / 2**20:.0f} MiB unzipped, Lambda's limit is 250 MiB")
-        for required in ("app.py", "chalicelib/settings.py", "chalicelib/wiring.py"):
+        for required in ("app.py", "chalicelib/settings.py", "chalicelib/bootstrap.py"):
             if required not in names:
                 problems.append(f"{bundle}: {required} is missing")
 

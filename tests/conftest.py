@@ -1,4 +1,5 @@
-"""Shared fixtures: AWS env isolation, in-process moto DynamoDB, settings from a TOML string."""
+"""Shared fixtures: AWS env isolation, in-process moto DynamoDB, settings from a TOML string, the app wired
+with ``bootstrap`` on moto."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import wiring
+from chalicelib.bootstrap import AwsClients, Container, bootstrap
 from chalicelib.logs import JsonFormatter
 from chalicelib.schema import create_tables
 from chalicelib.settings import Settings, TableNames, settings_from_env
@@ -30,9 +31,6 @@ def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-    wiring.reset()
-    yield
-    wiring.reset()
 
 
 @pytest.fixture
@@ -105,3 +103,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return settings_from_env(environ)
 
     return build
+
+
+def wired(settings: Settings, dynamodb_client: object, **kwargs: object) -> Container:
+    """The service as ``bootstrap`` wires it, on the given (moto) DynamoDB client; other AWS clients are created on
+    first use (inside ``mock_aws`` they are moto's too)."""
+    return bootstrap(settings, aws=AwsClients(settings, overrides={"dynamodb": dynamodb_client}), **kwargs)

@@ -400,36 +400,54 @@ class JsonFileFetcher:
         return self
 
     def fetch(self, provider: Any, deadline: float) -> list[Any]:
-        from chalicelib.domain import Model
+        from chalicelib.core.domain import Model, model_record
 
         return [
-            Model(provider_id=provider.id, id=model_id, display_name=f"{model_id} " + "x" * 60, context_length=8192)
-            for model_id in self._catalog.get(provider.id, [])
+            model_record(Model(provider_id=provider.id, id=model_id, display_name=f"{model_id} " + "x" * 60,
+                               context_length=8192))
+            for model_id in sorted(self._catalog.get(provider.id, []))
         ]
 
     def close(self) -> None:
         pass
 
 
+def build_engine(settings: Any, client: Any, fetcher: Any, *, store: Any = None, clock: Any = None,
+                 publisher: Any = None, commit_sleep: Any = None) -> Any:
+    """A ``RefreshEngine`` wired as ``bootstrap`` wires it, with the parts a fault test swaps."""
+    import time
+
+    from chalicelib.refresh import RefreshEngine
+    from chalicelib.storage.catalog import CatalogStore
+    from chalicelib.storage.commit import CatalogCommit
+    from chalicelib.storage.journal import EventJournal
+    from chalicelib.storage.lock import LeaseLock
+
+    clock = clock or time.time
+    store = store or CatalogStore(client, settings.tables.catalog)
+    lock = LeaseLock(client, settings.tables.locks, clock=clock)
+    commit = CatalogCommit(client, lock, store, EventJournal(client, settings.tables.events, clock=clock),
+                           sleep=commit_sleep or time.sleep)
+    return RefreshEngine(config=settings.config, deployment_id=settings.deployment_id, catalog=store, lock=lock,
+                         commit=commit, fetcher_factory=fetcher, publisher=publisher, clock=clock)
+
+
 def child_main() -> int:
     """One refresh run in this process. Environment: the usual MODEL_CATALOG_* (config, tables, endpoint),
     FAULTS_MODELS_FILE (JsonFileFetcher), FAULTS_CHUNK_BYTES, FAULTS_LEASE_MARGIN_MS, FAULTS_KILL_AT."""
-    from chalicelib import refresh, wiring
-    from chalicelib.lock import LeaseLock
-    from chalicelib.refresh import RefreshEngine
+    from chalicelib import refresh
+    from chalicelib.bootstrap import AwsClients
     from chalicelib.settings import get_settings
-    from chalicelib.store import CatalogStore
+    from chalicelib.storage.catalog import CatalogStore
 
     settings = get_settings()
     refresh.LEASE_MARGIN_MS = int(os.environ.get("FAULTS_LEASE_MARGIN_MS", refresh.LEASE_MARGIN_MS))
     assert settings.dynamodb_endpoint, "MODEL_CATALOG_DYNAMODB_ENDPOINT must point at the embedded DynamoDB"
-    client = wiring.dynamodb()  # the service's own client: endpoint from the settings, production retry config
+    client = AwsClients(settings).client("dynamodb")  # the service's own client: endpoint and retry config
     if os.environ.get("FAULTS_KILL_AT"):
         install_kill_hook(client, os.environ["FAULTS_KILL_AT"])
     store = CatalogStore(client, settings.tables.catalog, chunk_bytes=int(os.environ.get("FAULTS_CHUNK_BYTES", "300000")))
-    lock = LeaseLock(client, settings.tables.locks)
-    engine = RefreshEngine(settings, store, lock, JsonFileFetcher(os.environ["FAULTS_MODELS_FILE"]), None,
-                           settings.tables.events)
+    engine = build_engine(settings, client, JsonFileFetcher(os.environ["FAULTS_MODELS_FILE"]), store=store)
     print("FAULTS_CHILD_STARTED", flush=True)
     result = engine.run("all", wait_ms=0)
     assert result is not None

@@ -12,10 +12,9 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib import wiring
 from chalicelib.schema import create_tables
-from chalicelib.settings import TableNames
-from tests.conftest import REPO
+from chalicelib.settings import TableNames, settings_from_env
+from tests.conftest import REPO, wired
 from tests.fakes.provider_server import FakeProviderServer, fixture_json
 
 TOKEN = "test-token-123"
@@ -57,12 +56,14 @@ def client(registry, tmp_path, monkeypatch):
     monkeypatch.setenv("MODEL_CATALOG_LOCAL_KEY_FILE", str(tmp_path / "oauth.key"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with mock_aws():
-        create_tables(boto3.client("dynamodb", region_name="us-east-1"), TableNames())
-        wiring.reset()
-        from app import app
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(dynamodb, TableNames())
+        import app
 
         # An empty project dir: the deploy stages' env vars (.chalice/config.json) must not leak into tests.
-        with Client(app, project_dir=str(tmp_path)) as test_client:
+        with app.runtime.use(wired(settings_from_env(), dynamodb)) as container, \
+                Client(app.app, project_dir=str(tmp_path)) as test_client:
+            test_client.http.container = container
             yield test_client.http
 
 
@@ -162,12 +163,12 @@ def test_models_filter_and_pagination_errors(client) -> None:
 
 
 def test_a_refresh_that_finds_one_running_waits_then_gets_409(client) -> None:
-    lease = wiring.lock().try_acquire("someone-else", lease_ms=20_000)
+    lease = client.container.lock.try_acquire("someone-else", lease_ms=20_000)
     response = client.post("/api/v1/providers:refresh", headers=AUTH)
     assert response.status_code == 409
     assert error_of(response)["code"] == "refresh_in_progress"
     assert 1 <= int(response.headers["Retry-After"]) <= 21
-    wiring.lock().release(lease)
+    client.container.lock.release(lease)
     assert client.post("/api/v1/providers:refresh", headers=AUTH).status_code == 200
 
 

@@ -304,7 +304,7 @@ def scripted() -> Iterator[ScriptedBackend]:
 
     from websockets.sync.server import serve
 
-    from chalicelib import web
+    from chalicelib.entrypoints import webpage as web
 
     backend = ScriptedBackend()
 

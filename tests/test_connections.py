@@ -8,12 +8,13 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from chalice import WebsocketDisconnectedError
 
-from chalicelib.connections import MAX_CONNECTION_S, ConnectionStore
-from chalicelib.domain import ProviderChange, RefreshResult
-from chalicelib.events import MAX_WIRE_BYTES, Fanout, build_event_message
+from chalicelib.core.domain import ProviderChange, RefreshResult
+from chalicelib.core.events import build_event_message
+from chalicelib.errors import ConnectionGone
+from chalicelib.events import MAX_WIRE_BYTES, Fanout, WebsocketSender
 from chalicelib.settings import TableNames
+from chalicelib.storage.connections import MAX_CONNECTION_S, ConnectionStore
 
 TABLES = TableNames()
 
@@ -134,17 +135,27 @@ def test_broadcast_with_no_connections_sends_nothing(store):
 def test_a_410_gone_connection_is_pruned(store):
     for cid in ("alive", "vanished"):
         store.add(cid)
-    send = FakeSend({"vanished": [WebsocketDisconnectedError("vanished")]})
+    send = FakeSend({"vanished": [ConnectionGone("vanished")]})
     stats = Fanout(store, send).broadcast(event_message())
     assert (stats.sent, stats.gone, stats.failed) == (1, 1, 0)
     assert store.ids() == ["alive"]
     assert send.attempts["vanished"] == 1  # no retry on 410
 
 
-def test_a_raw_gone_exception_is_pruned_too(store):
-    store.add("vanished")
-    stats = Fanout(store, FakeSend({"vanished": [client_error("GoneException", 410)]})).broadcast(event_message())
-    assert stats.gone == 1 and store.ids() == []
+def test_the_sender_turns_api_gateways_410_into_connection_gone():
+    """A real management-API client, stubbed: GoneException (410) is the modelled exception the sender catches."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("apigatewaymanagementapi", endpoint_url="https://x.example/api", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_client_error("post_to_connection", service_error_code="GoneException", http_status_code=410)
+    stub.add_response("post_to_connection", {}, {"ConnectionId": "alive", "Data": b"{}"})
+    sender = WebsocketSender(lambda: client)
+    with stub:
+        with pytest.raises(ConnectionGone):
+            sender.send("vanished", "{}")
+        sender.send("alive", "{}")
 
 
 def test_limit_exceeded_is_retried_with_exponential_backoff(store):
@@ -196,7 +207,7 @@ def test_pruning_failure_is_not_raised(store, clock):
             raise client_error("ProvisionedThroughputExceededException")
 
     flaky = FlakyStore(store._client, TABLES.connections, clock=clock)
-    stats = Fanout(flaky, FakeSend({"vanished": [WebsocketDisconnectedError("vanished")]})).broadcast(event_message())
+    stats = Fanout(flaky, FakeSend({"vanished": [ConnectionGone("vanished")]})).broadcast(event_message())
     assert stats.gone == 1
 
 
@@ -243,27 +254,24 @@ def test_concurrency_is_bounded_by_max_workers(store):
     assert peak == 3
 
 
-def test_the_first_send_runs_alone_so_a_lazy_client_is_created_once(store):
+def test_the_sender_creates_its_client_once_under_concurrent_sends(store):
+    """The fan-out sends from many threads at once: the sender's lazy client is created exactly once."""
+    created: list[int] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    class Client:
+        def post_to_connection(self, ConnectionId: str, Data: bytes) -> None:  # noqa: N803 (boto3's names)
+            with lock:
+                sent.append(ConnectionId)
+
+    def factory() -> Client:
+        created.append(1)
+        time.sleep(0.05)  # slow, like building a boto3 client: other threads arrive meanwhile
+        return Client()
+
     for index in range(30):
         store.add(f"c{index}")
-    created: list[str] = []
-    lock = threading.Lock()
-    sent: list[str] = []
-
-    def lazy_send(connection_id: str, text: str) -> None:
-        # Like app.websocket_api.send: the first call builds the client (not thread-safe), the others reuse it.
-        with lock:
-            building = not created
-            if building:
-                created.append("building")
-        if building:
-            time.sleep(0.05)  # while this runs, no other send may start
-            created[0] = "ready"
-        elif created[0] != "ready":
-            raise RuntimeError("client used while another thread was still creating it")
-        with lock:
-            sent.append(connection_id)
-
-    stats = Fanout(store, lazy_send, max_workers=8).broadcast(event_message())
+    stats = Fanout(store, WebsocketSender(factory).send, max_workers=8).broadcast(event_message())
     assert (stats.sent, stats.failed) == (30, 0)
-    assert created == ["ready"]
+    assert created == [1] and len(sent) == 30

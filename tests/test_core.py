@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.diff import ShrinkPolicy, apply_diff, diff_models, shrink_failure
-from chalicelib.schedule import ScheduleState, check_due, next_due_ms
+from chalicelib.core.diff import ShrinkPolicy, apply_diff, diff_models, shrink_failure
+from chalicelib.core.schedule import ScheduleState, check_due, next_due_ms
 
 
 def model(model_id: str, context: int | None = None, caps: tuple[str, ...] = ()) -> dict:

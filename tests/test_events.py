@@ -8,26 +8,22 @@ import random
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import codec
-from chalicelib.domain import ProviderChange, ProviderFailure, RefreshResult
-from chalicelib.events import (
-    EVENT_TYPE,
-    MAX_JOURNAL_BODY_BYTES,
-    MAX_WIRE_BYTES,
-    EventJournal,
-    EventPublisher,
-    FanoutStats,
-    build_event_message,
-    encode_for_wire,
-    fit_message,
-    journal_put_action,
-    utc_timestamp,
-    wire_size,
-)
+from chalicelib.clock import utc_iso as utc_timestamp
+from chalicelib.core.domain import ProviderChange, ProviderFailure, RefreshResult
+from chalicelib.core.events import EVENT_TYPE, build_event_message
+from chalicelib.events import MAX_WIRE_BYTES, EventPublisher, FanoutStats, encode_for_wire
+from chalicelib.events._message import fit_to_wire, wire_size
 from chalicelib.settings import TableNames
+from chalicelib.storage import codec
+from chalicelib.storage.journal import MAX_JOURNAL_BODY_BYTES, EventJournal
 
 TABLES = TableNames()
 EPOCH = "ep-test-1"
+
+
+def journal_put_action(table: str, message: dict) -> dict:
+    """The journal's transaction action for ``message`` (what the catalog commit sends)."""
+    return EventJournal(None, table).append_action(message)
 
 
 
@@ -109,7 +105,7 @@ def test_utc_timestamp_is_iso_8601_utc_with_z():
 
 def test_a_small_message_is_left_alone():
     original = message(1)
-    assert fit_message(original, MAX_WIRE_BYTES) is original
+    assert fit_to_wire(original, MAX_WIRE_BYTES) is original
     assert json.loads(encode_for_wire(original)) == original
 
 

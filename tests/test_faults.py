@@ -1,7 +1,7 @@
 """Fault injection for the refresh engine (issue 8).
 
 1. DynamoDB throttling / transient errors on every call site of a run (tests/faults.py ``SITES``), injected below
-   botocore's retry handler on a client configured like production (``wiring._client_config()``): a fault that
+   botocore's retry handler on a client configured like production (``client_config()``): a fault that
    happens once is retried and the run succeeds; a fault that persists fails the run cleanly (no partial commit,
    no event, models identical, lock released) — or, past the commit, costs nothing committed. A reader checks
    the catalog after every write the run sends, so it sees every state the run passes through.
@@ -27,18 +27,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.retries.standard import ExponentialBackoff
 from moto import mock_aws
 
-import chalicelib.store as store_module
-from chalicelib import wiring
-from chalicelib.connections import ConnectionStore
-from chalicelib.domain import Model, RefreshResult
+import chalicelib.storage.catalog as store_module
+from chalicelib.bootstrap import client_config
+from chalicelib.core.domain import Model, RefreshResult, model_record
+from chalicelib.core.manifest import Manifest
 from chalicelib.errors import RefreshInProgress
-from chalicelib.events import EventJournal, EventPublisher, Fanout
-from chalicelib.lock import LeaseLock
+from chalicelib.events import EventPublisher, Fanout
 from chalicelib.refresh import LEASE_MARGIN_MS, RefreshEngine
 from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
-from chalicelib.store import CatalogStore, Manifest, model_record
-from tests.faults import SITES, CatalogChecker, CatalogState, DynamoFaults
+from chalicelib.storage.catalog import CatalogStore, manifest_item
+from chalicelib.storage.commit import CatalogCommit
+from chalicelib.storage.connections import ConnectionStore
+from chalicelib.storage.journal import EventJournal
+from chalicelib.storage.lock import LeaseLock
+from chalicelib.storage.state import decode_state
+from tests.faults import SITES, CatalogChecker, CatalogState, DynamoFaults, build_engine
 from tests.stack import REPO
 from tests.test_refresh import CatalogWrites, FakeFetcher
 
@@ -135,15 +139,15 @@ def session() -> Any:
 
 def production_client(session: Any, **retries: Any) -> Any:
     """A DynamoDB client with the service's own config (standard retry mode, 5 attempts) unless overridden."""
-    config = wiring._client_config()
+    config = client_config()
     if retries:
         config = config.merge(type(config)(retries=retries))
     return session.client("dynamodb", config=config)
 
 
 class World:
-    """The engine wired like wiring.py (real store, lock, journal, publisher, fan-out), a fake fetcher and send,
-    and a fake wall clock for leases and event claims."""
+    """The engine wired like ``bootstrap`` (real store, lock, journal, commit, publisher, fan-out), a fake fetcher and
+    send, a fake wall clock for leases and event claims, and no real sleeping in retries."""
 
     def __init__(self, client: Any, settings: Any, now: list[float]):
         tables = settings.tables
@@ -159,8 +163,10 @@ class World:
         self.connections = ConnectionStore(client, tables.connections)
         fanout = Fanout(self.connections, self._send, sleep=lambda seconds: None)
         self.publisher = EventPublisher(self.journal, fanout, keep=1)  # keep=1: every publish trims the journal
-        self.engine = RefreshEngine(settings, self.store, self.lock, self.fetcher, self.publisher, tables.events,
-                                    clock=clock)
+        commit = CatalogCommit(client, self.lock, self.store, self.journal, sleep=lambda seconds: None)
+        self.engine = RefreshEngine(config=settings.config, deployment_id=settings.deployment_id, catalog=self.store,
+                                    lock=self.lock, commit=commit, fetcher_factory=self.fetcher,
+                                    publisher=self.publisher, clock=clock)
 
     def _send(self, connection_id: str, text: str) -> None:
         self.sent.append((connection_id, json.loads(text)))
@@ -426,33 +432,31 @@ def test_a_lost_claim_response_still_fans_out_at_once(scene) -> None:
 # -- negative controls for the reader check ---------------------------------------------------------------------
 
 
-class SplitCommitStore(CatalogStore):
-    """A broken store: flips the manifest for one provider first, then commits the rest (two writes)."""
+class SplitCommit(CatalogCommit):
+    """A broken commit: flips the manifest for one provider first, then commits the rest (two writes)."""
 
-    def commit(self, actions: list[dict[str, Any]], attempts: int = 4) -> None:
-        old = self.read_manifest()
-        new = Manifest.from_item(actions[1]["Put"]["Item"])
-        first = sorted(p for p in new.providers if new.providers[p] != old.providers.get(p))[0]
-        half = Manifest(new.revision, old.epoch, old.seq, {**old.providers, first: new.providers[first]})
-        self._client.put_item(TableName=self._table, Item=half.to_item())
-        actions[1]["Put"]["ConditionExpression"] = "revision = :expected"
-        actions[1]["Put"]["ExpressionAttributeValues"] = {":expected": {"N": str(new.revision)}}
-        super().commit(actions, attempts)
+    def write(self, lease: Any, state: bytes, manifest: Manifest, expected_revision: int, event: Any) -> None:
+        old = self._catalog.read_manifest()
+        first = sorted(p for p in manifest.providers if manifest.providers[p] != old.providers.get(p))[0]
+        half = Manifest(manifest.revision, old.epoch, old.seq, {**old.providers, first: manifest.providers[first]})
+        self._client.put_item(TableName=self._catalog.table, Item=manifest_item(half))
+        super().write(lease, state, manifest, half.revision, event)
 
 
-class EventAfterCommitStore(CatalogStore):
-    """A broken store: commits the change, then writes the event separately (no outbox)."""
+class EventAfterCommit(CatalogCommit):
+    """A broken commit: commits the change, then writes the event separately (no outbox)."""
 
-    def commit(self, actions: list[dict[str, Any]], attempts: int = 4) -> None:
-        super().commit(actions[:2], attempts)
-        self._client.transact_write_items(TransactItems=actions[2:])
+    def write(self, lease: Any, state: bytes, manifest: Manifest, expected_revision: int, event: Any) -> None:
+        actions = self.actions(lease, state, manifest, expected_revision, event)
+        self._client.transact_write_items(TransactItems=[actions["fence"], actions["manifest"]])
+        self._client.transact_write_items(TransactItems=[actions["journal"]])
 
 
-@pytest.mark.parametrize(("broken_store", "symptom"), [(SplitCommitStore, "different model lists ['beta']"),
-                                                       (EventAfterCommitStore, "outside the journal")])
-def test_negative_control_the_reader_check_catches_a_split_commit(scene, broken_store, symptom: str) -> None:
+@pytest.mark.parametrize(("broken_commit", "symptom"), [(SplitCommit, "different model lists ['beta']"),
+                                                        (EventAfterCommit, "outside the journal")])
+def test_negative_control_the_reader_check_catches_a_split_commit(scene, broken_commit, symptom: str) -> None:
     world = scene.world
-    world.engine._store = broken_store(world.client, scene.tables.catalog)
+    world.engine._commit = broken_commit(world.client, world.lock, world.store, world.journal)
     result, error = run(world)
     assert error is None and result.revision == 2
     assert any(symptom in violation for violation in scene.checker.violations), scene.checker.violations
@@ -498,7 +502,7 @@ def expected_state(revision: int, catalog: dict[str, list[str]]) -> CatalogState
 
     fetcher = JsonFileFetcher.__new__(JsonFileFetcher)
     fetcher._catalog = catalog
-    return CatalogState(revision, {pid: [model_record(m) for m in fetcher.fetch(types.SimpleNamespace(id=pid), 0)]
+    return CatalogState(revision, {pid: fetcher.fetch(types.SimpleNamespace(id=pid), 0)
                                    for pid in sorted(catalog)})
 
 
@@ -511,7 +515,7 @@ def test_a_run_killed_mid_commit_is_recovered_and_no_reader_sees_a_half_state(
 
     prefix = "kill-" + kill_at.replace(":", "-").lower()
     tables = TableNames(*(f"{prefix}-{role}" for role in ("catalog", "locks", "connections", "events")))
-    client = embedded_dynamo.client(retries=wiring._client_config().retries)
+    client = embedded_dynamo.client(retries=client_config().retries)
     create_tables(client, tables)
     env = {
         "MODEL_CATALOG_CONFIG": str(kill_config(tmp_path)),
@@ -532,9 +536,7 @@ def test_a_run_killed_mid_commit_is_recovered_and_no_reader_sees_a_half_state(
 
     def engine(models_file: Any, clock: Any = time.time) -> RefreshEngine:
         store = CatalogStore(client, tables.catalog, chunk_bytes=KILL_CHUNK_BYTES)
-        lock = LeaseLock(client, tables.locks, clock=clock)
-        return RefreshEngine(settings, store, lock, JsonFileFetcher(str(models_file)),
-                             None, tables.events)
+        return build_engine(settings, client, JsonFileFetcher(str(models_file)), store=store, clock=clock)
 
     assert engine(old_file).run("all").revision == 1
     old, new = expected_state(1, KILL_OLD), expected_state(2, KILL_NEW)
@@ -644,9 +646,7 @@ def test_a_provider_storm_is_bounded_by_the_deadline_and_leaves_the_catalog_unto
         settings = make_settings(f"[model_catalog]\nmanual_run_deadline_ms = {STORM_DEADLINE_MS}\n{providers}")
         client = production_client(session)
         create_tables(client, settings.tables)
-        store = CatalogStore(client, settings.tables.catalog)
-        lock = LeaseLock(client, settings.tables.locks)
-        engine = RefreshEngine(settings, store, lock, lambda: ProviderFetcher(settings), None, settings.tables.events)
+        engine = build_engine(settings, client, lambda: ProviderFetcher(settings))
         for i in range(STORM_PROVIDERS):
             server.route("GET", f"/p{i}/v1/models", json=openai_models(f"p{i}", 3))
         assert len(engine.run("all").changed) == STORM_PROVIDERS
@@ -666,8 +666,9 @@ def test_a_provider_storm_is_bounded_by_the_deadline_and_leaves_the_catalog_unto
             assert re.search(STORMS[storm](int(failure.provider_id[1:]))[1], failure.reason), failure.reason
         assert writes.count == 0
         assert snapshot(client, settings.tables) == before
-        statuses = lock.read().state["providers"]
-        assert all(statuses[f"p{i}"]["last_error"] for i in range(STORM_PROVIDERS))
+        lock = LeaseLock(client, settings.tables.locks)
+        statuses = decode_state(lock.read().state).providers
+        assert all(statuses[f"p{i}"].last_error for i in range(STORM_PROVIDERS))
         assert lock.read().owner is None
         for i in range(STORM_PROVIDERS):  # each provider was asked again, and a 429 was not hammered
             assert 1 <= len(server.requests(f"/p{i}/v1/models")) - 1 <= 4

@@ -110,7 +110,7 @@ def test_rotation_across_three_refreshes_with_quickly_expiring_access_tokens(mak
     config = provider(server, scope="models.read")
     clock = FakeClock()
 
-    assert [m.id for m in fetch(settings, store, config, clock)] == [
+    assert [m["id"] for m in fetch(settings, store, config, clock)] == [
         "gpt-4-0613",
         "gpt-4o-mini",
         "text-embedding-3-small",
@@ -169,7 +169,7 @@ def test_an_access_token_revoked_early_is_renewed_once(make_settings, store, ser
         "GET", "/v1/models", responses=[(401, {"error": "expired"}, None), (200, {"data": [{"id": "m"}]}, None)]
     )
     models = fetch(make_settings("", CORP_REFRESH_TOKEN=SEED), store, provider(server), FakeClock())
-    assert [m.id for m in models] == ["m"]
+    assert [m["id"] for m in models] == ["m"]
     assert [r.headers["authorization"] for r in server.requests("/v1/models")] == ["Bearer at-1", "Bearer at-2"]
 
 

@@ -13,8 +13,7 @@ import pytest
 from chalice.test import Client
 from jsonschema import Draft202012Validator
 
-from chalicelib import api, openapi
-from chalicelib.domain import (
+from chalicelib.core.domain import (
     CAPABILITIES,
     Model,
     Pricing,
@@ -24,6 +23,7 @@ from chalicelib.domain import (
     RefreshResult,
     RefreshStatus,
 )
+from chalicelib.entrypoints import openapi, rest
 from chalicelib.errors import LockLost, RefreshInProgress
 from tests.conftest import REPO
 
@@ -111,7 +111,7 @@ def test_the_bearer_scheme_protects_every_route_but_the_public_ones(document) ->
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     assert document["security"] == [{"bearer": []}]
     public = {path for (_, path), op in operations(document).items() if op.get("security") == []}
-    assert public == api.PUBLIC_PATHS == {"/", "/assets/{name}", "/api/v1/health", "/api/v1/openapi.json"}
+    assert public == rest.PUBLIC_PATHS == {"/", "/assets/{name}", "/api/v1/health", "/api/v1/openapi.json"}
     for (method, path), operation in operations(document).items():
         if path in public:
             assert "401" not in operation["responses"], f"{method} {path}"
@@ -265,7 +265,7 @@ def test_document_returns_a_fresh_copy_of_one_cached_build(monkeypatch) -> None:
 
 
 def test_importing_the_module_does_not_import_pydantic() -> None:
-    code = "import sys, chalicelib.openapi; print('pydantic' in sys.modules)"
+    code = "import sys, chalicelib.entrypoints.openapi; print('pydantic' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -281,7 +281,7 @@ def test_every_409_of_the_edge_carries_the_documented_retry_after(document, erro
         def route(self, path: str, **_: Any) -> Any:
             return lambda view: views.setdefault(path, view)
 
-    @api.router(RecordingApp())("/refresh")
+    @rest.router(RecordingApp())("/refresh")
     def refresh() -> None:
         raise error
 

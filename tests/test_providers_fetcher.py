@@ -114,7 +114,7 @@ def test_one_fetcher_serves_providers_concurrently(make_settings, server):
     with ProviderFetcher(settings) as fetcher, ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda p: fetcher.fetch(p, time.monotonic() + 10), providers))
     assert [len(models) for models in results] == [3] * 6
-    assert [models[0].provider_id for models in results] == [f"p{i}" for i in range(6)]
+    assert all(models == results[0] for models in results)  # records carry no provider id: the same list each
     assert server.max_in_flight("/v1/models") > 1  # not serialized behind one connection
 
 

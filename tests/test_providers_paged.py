@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import Model
+from chalicelib.core.domain import Model
 from chalicelib.errors import ProviderError
 from tests.fakes import FakeProviderServer, fetch_once, fixture_json
 

@@ -8,14 +8,18 @@ from typing import Any
 
 import pytest
 
-from chalicelib import codec
-from chalicelib.domain import Model
+from chalicelib.core.domain import Model, model_record, models_fingerprint
+from chalicelib.core.events import build_event_message
+from chalicelib.core.manifest import Manifest
+from chalicelib.core.state import RefreshState
 from chalicelib.errors import LockLost, ProviderError, ProviderNotFound, RefreshInProgress
-from chalicelib.events import EventJournal
-from chalicelib.lock import LeaseLock
 from chalicelib.refresh import RefreshEngine
 from chalicelib.service import CatalogService
-from chalicelib.store import CatalogStore
+from chalicelib.storage.catalog import CatalogStore
+from chalicelib.storage.commit import CatalogCommit
+from chalicelib.storage.journal import EventJournal
+from chalicelib.storage.lock import LeaseLock
+from chalicelib.storage.state import RefreshStateStore, encode_state
 
 CONFIG = """
 [model_catalog]
@@ -45,7 +49,8 @@ WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactW
 
 
 class FakeFetcher:
-    """Serves whatever the test put in ``catalog[provider_id]`` (a list of Models or a ProviderError)."""
+    """Serves whatever the test put in ``catalog[provider_id]`` (a list of Models or a ProviderError), normalized
+    like the real fetcher: records, sorted by id."""
 
     def __init__(self) -> None:
         self.catalog: dict[str, Any] = {}
@@ -71,7 +76,7 @@ class FakeFetcher:
             value = self.catalog.get(provider.id, [])
             if isinstance(value, Exception):
                 raise value
-            return value
+            return [model_record(m) for m in sorted(value, key=lambda m: m.id)]
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -117,10 +122,13 @@ def build_world(client, settings, clock=time.time):
     publisher = RecordingPublisher()
     store = CatalogStore(client, settings.tables.catalog)
     lock = LeaseLock(client, settings.tables.locks, clock=clock)
-    engine = RefreshEngine(settings, store, lock, fetcher, publisher, settings.tables.events, clock=clock)
-    service = CatalogService(settings, store, lock, engine, clock=clock)
+    commit = CatalogCommit(client, lock, store, EventJournal(client, settings.tables.events))
+    engine = RefreshEngine(config=settings.config, deployment_id=settings.deployment_id, catalog=store, lock=lock,
+                           commit=commit, fetcher_factory=fetcher, publisher=publisher, clock=clock)
+    service = CatalogService(config=settings.config, deployment_id=settings.deployment_id, store=store,
+                             state=RefreshStateStore(lock), engine=engine, clock=clock)
     return type("World", (), dict(settings=settings, fetcher=fetcher, publisher=publisher, store=store,
-                                  lock=lock, engine=engine, service=service, client=client))
+                                  lock=lock, commit=commit, engine=engine, service=service, client=client))
 
 
 def test_first_refresh_adds_everything_and_emits_one_event(world) -> None:
@@ -241,9 +249,10 @@ def test_a_lease_holder_that_lost_its_lease_cannot_commit(dynamodb_client, make_
     lease_b = world.lock.try_acquire("B", lease_ms=1000)
     assert lease_b is not None and lease_b.token == lease_a.token + 1
     manifest = world.store.read_manifest()
+    event = build_event_message(1, manifest.epoch, "2026-01-01T00:00:00.000Z", {"revision": 1})
     with pytest.raises(LockLost):
-        world.store.commit([world.lock.fence_action(lease_a, {}), world.store.manifest_put_action(
-            type(manifest)(revision=1, epoch=manifest.epoch, seq=1), manifest.revision)])
+        world.commit.write(lease_a, encode_state(RefreshState()), Manifest(revision=1, epoch=manifest.epoch, seq=1),
+                           manifest.revision, event)
     assert world.store.read_manifest().revision == 0
     assert world.lock.release(lease_a) is False
     assert world.lock.release(lease_b) is True
@@ -321,7 +330,7 @@ def test_manifest_fingerprint_matches_stored_models(world) -> None:
     world.fetcher.set("alpha", "x", "y")
     world.service.refresh("provider", "alpha")
     manifest, catalog = world.store.read_catalog()
-    assert manifest.providers["alpha"].fingerprint == codec.fingerprint(catalog["alpha"])
+    assert manifest.providers["alpha"].fingerprint == models_fingerprint(catalog["alpha"])
 
 
 def test_a_huge_last_run_is_stored_truncated_on_the_lock_item(world) -> None:

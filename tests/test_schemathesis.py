@@ -213,7 +213,7 @@ class ServiceDouble(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, answers: dict[str, tuple[int, Any]]):
-        from chalicelib import openapi
+        from chalicelib.entrypoints import openapi
 
         document = openapi.document()
         document["paths"] = {path: document["paths"][path] for path in answers}

@@ -159,7 +159,7 @@ def test_api_token_is_generated_into_secrets_manager(resources: dict[str, Any]) 
     assert secret["Type"] == "AWS::SecretsManager::Secret"
     generated = secret["Properties"]["GenerateSecretString"]
     assert generated["PasswordLength"] >= 32
-    assert "SecretStringTemplate" not in generated, "wiring.api_token() reads the plain SecretString"
+    assert "SecretStringTemplate" not in generated, "the API token is read as the plain SecretString"
 
 
 # --- IAM ----------------------------------------------------------------------------------------------------
@@ -416,7 +416,7 @@ def test_bundle_carries_linux_wheels_for_the_runtime(build_dir: Path, resources:
     with zipfile.ZipFile(build_dir / "deployment.zip") as bundle:
         names = set(bundle.namelist())
     assert f"pydantic_core/_pydantic_core.cpython-3{version}-x86_64-linux-gnu.so" in names
-    assert {"app.py", "chalicelib/wiring.py", STAGE_CONFIG["environment_variables"]["MODEL_CATALOG_CONFIG"]} <= names
+    assert {"app.py", "chalicelib/bootstrap.py", STAGE_CONFIG["environment_variables"]["MODEL_CATALOG_CONFIG"]} <= names
     assert not any(name.startswith(("tests/", ".chalice/", "infra/")) for name in names)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from chalice.test import Client
 
-from chalicelib import web
+from chalicelib.entrypoints import webpage as web
 
-STATIC = Path(web.__file__).resolve().parent / "static"
+STATIC = web.STATIC_DIR
 
 
 def _csp(headers: dict[str, str]) -> dict[str, str]:
@@ -118,20 +118,19 @@ def test_page_script_parses() -> None:
 
 @pytest.fixture
 def app_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from chalicelib import wiring
+    from chalicelib.bootstrap import bootstrap
+    from chalicelib.settings import settings_from_env
 
     config = tmp_path / "catalog.toml"
     config.write_text('[model_catalog]\nrefresh_on_start = false\n')
     monkeypatch.setenv("MODEL_CATALOG_CONFIG", str(config))
     monkeypatch.setenv("MODEL_CATALOG_API_TOKEN", "web-test-token")
     monkeypatch.setenv("MODEL_CATALOG_WS_URL", "ws://127.0.0.1:1/")
-    wiring.reset()
     import app
 
     # project_dir without .chalice/: the stage's environment_variables must not replace this test's.
-    with Client(app.app, project_dir=str(tmp_path)) as client:
+    with app.runtime.use(bootstrap(settings_from_env())), Client(app.app, project_dir=str(tmp_path)) as client:
         yield client
-    wiring.reset()
 
 
 def test_page_and_assets_need_no_token_through_the_app(app_client: Client) -> None:

@@ -6,14 +6,17 @@ import json
 import logging
 
 import pytest
-from chalice import WebsocketDisconnectedError
 from chalice.app import WebsocketEvent
 
-from chalicelib.connections import ConnectionStore
-from chalicelib.domain import ProviderChange, RefreshResult
-from chalicelib.events import MAX_WIRE_BYTES, EventJournal, build_event_message, journal_put_action
+from chalicelib.auth import token_checker
+from chalicelib.core.domain import ProviderChange, RefreshResult
+from chalicelib.core.events import build_event_message
+from chalicelib.entrypoints.websocket import WebsocketHandlers
+from chalicelib.errors import ConnectionGone
+from chalicelib.events import MAX_WIRE_BYTES
 from chalicelib.settings import TableNames
-from chalicelib.websocket import WebsocketHandlers, token_checker
+from chalicelib.storage.connections import ConnectionStore
+from chalicelib.storage.journal import EventJournal
 
 TABLES = TableNames()
 TOKEN = "s3cret-token-value"
@@ -32,7 +35,7 @@ class Outbox:
 
     def __call__(self, connection_id: str, text: str) -> None:
         if connection_id in self.gone:
-            raise WebsocketDisconnectedError(connection_id)
+            raise ConnectionGone(connection_id)
         self.raw.setdefault(connection_id, []).append(text)
         self.frames.setdefault(connection_id, []).append(json.loads(text))
 
@@ -108,7 +111,7 @@ def journal_events(client, count: int, epoch: str = EPOCH) -> list[dict]:
             revision=seq + 1, changed=[ProviderChange(provider_id="openai", provider_name="OpenAI", added=[f"m{seq}"])]
         )
         event = build_event_message(seq, epoch, "2026-01-01T00:00:00.000Z", result)
-        client.transact_write_items(TransactItems=[journal_put_action(TABLES.events, event)])
+        client.transact_write_items(TransactItems=[EventJournal(None, TABLES.events).append_action(event)])
         events.append(event)
     return events
 
@@ -235,7 +238,7 @@ def test_a_replayed_event_over_128kb_is_sent_truncated(handlers, outbox, positio
     ids = [f"model-{index:06d}-with-a-long-name" for index in range(6_000)]
     big = RefreshResult(revision=2, changed=[ProviderChange(provider_id="reg", provider_name="Registry", added=ids)])
     event = build_event_message(1, EPOCH, "2026-01-01T00:00:00.000Z", big)
-    dynamodb.transact_write_items(TransactItems=[journal_put_action(TABLES.events, event)])
+    dynamodb.transact_write_items(TransactItems=[EventJournal(None, TABLES.events).append_action(event)])
     position.value = (1, EPOCH, 2)
     message(handlers, {"action": "subscribe", "since": 0, "epoch": EPOCH})
     replayed = outbox.raw["conn-1"][1]

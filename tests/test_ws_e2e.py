@@ -15,20 +15,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from chalice.app import WebsocketAPI
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from chalicelib import wiring
-from chalicelib.refresh import RefreshEngine
-from chalicelib.settings import TableNames
+from chalicelib.bootstrap import Container, bootstrap
+from chalicelib.settings import TableNames, settings_from_env
+from tests.faults import build_engine
 from tests.stack import LocalStack
 
 pytestmark = pytest.mark.stack
@@ -315,7 +314,7 @@ def test_a_client_that_vanished_without_disconnect_is_pruned_on_410(stack, regis
 
 
 @pytest.fixture
-def stack_wiring(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def stack_wiring(stack: LocalStack, tmp_path: Path) -> Container:
     """This process wired to the stack's DynamoDB and @connections, like a second Lambda of the deployment."""
     environ = {
         "MODEL_CATALOG_CONFIG": str(stack.config),
@@ -329,16 +328,7 @@ def stack_wiring(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "MODEL_CATALOG_DEPLOYMENT_ID": "e2e-crash-test",
         "AWS_REGION": "us-east-1",
     }
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    previous = wiring._websocket_api
-    websocket_api = WebsocketAPI(env={"AWS_REGION": "us-east-1"})
-    websocket_api.session = boto3.session.Session(region_name="us-east-1")
-    wiring.use_websocket_api(websocket_api)
-    wiring.reset()
-    yield
-    wiring.reset()
-    wiring.use_websocket_api(previous)
+    return bootstrap(settings_from_env({**os.environ, **environ}))
 
 
 def test_a_crash_between_commit_and_fan_out_loses_nothing(stack, registry, open_client, stack_wiring):
@@ -348,7 +338,8 @@ def test_a_crash_between_commit_and_fan_out_loses_nothing(stack, registry, open_
 
     # The committing Lambda "dies" right after its transaction: the same engine, with no publisher.
     registry.add_model()
-    engine = RefreshEngine(wiring.settings(), wiring.store(), wiring.lock(), wiring.fetcher, None, TABLES.events)
+    container = stack_wiring
+    engine = build_engine(container.settings, container.aws.client("dynamodb"), container.fetcher_factory)
     committed = engine.run("all", trigger="manual").model_dump(mode="json")
     assert committed["changed"]
     seq = offline_since + 1
@@ -366,7 +357,7 @@ def test_a_crash_between_commit_and_fan_out_loses_nothing(stack, registry, open_
     assert [(event["seq"], event["payload"]) for event in replayed] == [(seq, committed)]
 
     # The next scheduled tick pushes it to everyone still connected, then marks it published.
-    outcome = wiring.service().tick(trigger="scheduled")
+    outcome = container.service.tick(trigger="scheduled")
     assert outcome["ran"] is False  # nothing due: only the repair ran
     event = online.next_event()
     assert (event["seq"], event["payload"]) == (seq, committed)
@@ -376,4 +367,4 @@ def test_a_crash_between_commit_and_fan_out_loses_nothing(stack, registry, open_
         ConsistentRead=True,
     )["Item"]
     assert item["published"] == {"BOOL": True}
-    assert wiring.publisher().publish_pending(position["epoch"]) == 0  # nothing left to repair
+    assert container.publisher.publish_pending(position["epoch"]) == 0  # nothing left to repair

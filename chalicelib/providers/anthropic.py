@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain import Model
+from chalicelib.core.domain import Model
 from chalicelib.errors import ProviderError
 from chalicelib.providers.base import (
     MAX_PAGES,

@@ -3,7 +3,7 @@
 An adapter is a module with ``fetch_models(ctx: FetchContext) -> list[Model]``; it turns one wire format
 into normalized ``Model``s and raises ``ProviderError`` (via the helpers here) when the answer has the
 wrong shape. ``finalize`` (applied by ``ProviderFetcher``) then filters by ``model_filter``, drops
-duplicate ids and sorts by id, so adapters need not.
+duplicate ids, sorts by id and turns models into records, so adapters need not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain import CAPABILITIES, Model, Pricing
+from chalicelib.core.domain import CAPABILITIES, Model, ModelRecord, Pricing, model_record
 from chalicelib.errors import ProviderError
 from chalicelib.http import ProviderHttp, describe_json
 
@@ -144,8 +144,11 @@ def pricing(input_amount: Decimal | None, output_amount: Decimal | None, scale: 
     return Pricing(input_per_mtok=float(input_amount * scale), output_per_mtok=float(output_amount * scale))
 
 
-def finalize(provider: ProviderConfig, models: Iterable[Model], log: Callable[..., None] | None = None) -> list[Model]:
-    """Apply ``model_filter`` (``re.search`` on the id), keep the first model of each id, sort by id."""
+def finalize(
+    provider: ProviderConfig, models: Iterable[Model], log: Callable[..., None] | None = None
+) -> list[ModelRecord]:
+    """The one normalization step after an adapter: apply ``model_filter`` (``re.search`` on the id), keep the first
+    model of each id, sort by id, and turn each into its record (``chalicelib.core.domain.model_record``)."""
     pattern = re.compile(provider.model_filter) if provider.model_filter else None
     unique: dict[str, Model] = {}
     duplicates = 0
@@ -158,4 +161,4 @@ def finalize(provider: ProviderConfig, models: Iterable[Model], log: Callable[..
         unique[model.id] = model
     if duplicates and log is not None:
         log(logging.WARNING, "provider listed some model ids more than once", duplicates=duplicates)
-    return [unique[key] for key in sorted(unique)]
+    return [model_record(unique[key]) for key in sorted(unique)]

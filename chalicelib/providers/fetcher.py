@@ -21,7 +21,7 @@ from chalicelib.providers.kinds import KINDS
 
 if TYPE_CHECKING:
     from chalicelib.catalog_config import ProviderConfig
-    from chalicelib.domain import Model
+    from chalicelib.core.domain import ModelRecord
     from chalicelib.http import RetryPolicy, UrlGuard
     from chalicelib.oauth import TokenStore
     from chalicelib.secrets import SecretResolver
@@ -75,7 +75,7 @@ class ProviderFetcher:
             wall_clock=wall_clock,
         )
 
-    def fetch(self, provider: ProviderConfig, deadline: float) -> list[Model]:
+    def fetch(self, provider: ProviderConfig, deadline: float) -> list[ModelRecord]:
         """deadline = time.monotonic() value the whole fetch (all pages, retries, oauth) must finish by.
         Returns models sorted by id, unique by id, model_filter applied. Raises ProviderError(reason) with a
         user-actionable, redacted reason."""

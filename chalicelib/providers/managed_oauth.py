@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.domain import Model
+from chalicelib.core.domain import Model
 from chalicelib.errors import ProviderError
 from chalicelib.oauth import GrantRejected, OAuthSession, TokenGrant
 from chalicelib.providers.base import FetchContext, bearer, shape_error, text

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain import Model
+from chalicelib.core.domain import Model
 from chalicelib.providers.base import (
     FetchContext,
     bearer,

@@ -24,11 +24,9 @@ def _status_mb(name: str) -> float:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    import app  # noqa: F401 - what the Lambda imports first
-    from chalicelib import wiring
+    import app  # what the Lambda imports first
 
-    service = wiring.service()
-    wiring.dynamodb()  # the client exists in a warm Lambda; create it before measuring the baseline
+    service = app.runtime().service  # the wiring and its DynamoDB client exist in a warm Lambda: built before the baseline
     before = _status_mb("VmRSS")
     started = time.perf_counter()
     result = service.refresh("all", trigger="manual")

@@ -10,15 +10,18 @@ from tests.fakes.provider_server import FIXTURES_DIR, FakeProviderServer, Record
 
 
 def fetch_once(settings: Any, provider: Any, *, deadline_s: float = 5.0, **fetcher_kwargs: Any) -> list[Any]:
-    """Fetch one provider (a ``ProviderConfig`` or a dict of its fields) with a fresh ``ProviderFetcher``.
-    Retries do not really sleep unless ``sleep=`` is given. Raises ``ProviderError`` like the real thing."""
+    """Fetch one provider (a ``ProviderConfig`` or a dict of its fields) with a fresh ``ProviderFetcher``, and give
+    its records back as ``Model``s (easy to compare). Retries do not really sleep unless ``sleep=`` is given. Raises
+    ``ProviderError`` like the real thing."""
     from chalicelib.catalog_config import ProviderConfig
+    from chalicelib.core.domain import Model
     from chalicelib.providers import ProviderFetcher
 
     config = provider if isinstance(provider, ProviderConfig) else ProviderConfig.model_validate(provider)
     fetcher_kwargs.setdefault("sleep", lambda _seconds: None)
     with ProviderFetcher(settings, **fetcher_kwargs) as fetcher:
-        return fetcher.fetch(config, time.monotonic() + deadline_s)
+        records = fetcher.fetch(config, time.monotonic() + deadline_s)
+    return [Model(provider_id=config.id, **record) for record in records]
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""WebSocket connections in DynamoDB (one item per open connection). The fan-out lives in ``events``."""
+"""Open WebSocket connections in DynamoDB, one item per connection (the fan-out reads them page by page)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.events import utc_timestamp
+from chalicelib.clock import utc_iso
+from chalicelib.storage.dynamo import to_item, values
 
 # API Gateway closes every WebSocket connection after 2 hours; a row older than that is a leftover.
 MAX_CONNECTION_S = 2 * 60 * 60
@@ -24,32 +23,29 @@ class ConnectionStore:
 
     def add(self, connection_id: str, source_ip: str | None = None) -> None:
         now = self._clock()
-        item: dict[str, Any] = {
-            "connection_id": {"S": connection_id},
-            "connected_at": {"S": utc_timestamp(now)},
-            "expires_at": {"N": str(int(now + MAX_CONNECTION_S))},
+        item = {
+            "connection_id": connection_id,
+            "connected_at": utc_iso(now),
+            "expires_at": int(now + MAX_CONNECTION_S),
+            "source_ip": source_ip or None,
         }
-        if source_ip:
-            item["source_ip"] = {"S": source_ip}
-        self._client.put_item(TableName=self._table, Item=item)
+        self._client.put_item(TableName=self._table, Item=to_item(item))
 
     def remove(self, connection_id: str) -> None:
-        self._client.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})
+        self._client.delete_item(TableName=self._table, Key=to_item({"connection_id": connection_id}))
 
     def touch(self, connection_id: str) -> bool:
         """Record a subscribe (``subscribed_at``); False when the row is gone (the client disconnected)."""
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"connection_id": {"S": connection_id}},
+                Key=to_item({"connection_id": connection_id}),
                 UpdateExpression="SET subscribed_at = :now",
                 ConditionExpression="attribute_exists(connection_id)",
-                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+                ExpressionAttributeValues=values(now=int(self._clock())),
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
         return True
 
     def pages(self, page_size: int = 1_000) -> Iterator[list[str]]:
@@ -59,7 +55,7 @@ class ConnectionStore:
             "TableName": self._table,
             "ProjectionExpression": "connection_id",
             "FilterExpression": "attribute_not_exists(expires_at) OR expires_at > :now",
-            "ExpressionAttributeValues": {":now": {"N": str(int(self._clock()))}},
+            "ExpressionAttributeValues": values(now=int(self._clock())),
             "Limit": page_size,
         }
         while True:

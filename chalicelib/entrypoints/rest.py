@@ -1,6 +1,6 @@
 """The HTTP edge: bearer auth, the error envelope, and request parsing for app.py's routes.
 
-Domain errors become HTTP responses here and only here.
+Domain errors (``chalicelib.errors``) become HTTP responses here and only here (docs/reference.md#2-rest-api).
 """
 
 from __future__ import annotations
@@ -8,36 +8,32 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from chalice import Response
 
-from chalicelib import wiring
 from chalicelib.auth import token_matches
 from chalicelib.errors import (
     BadRequest,
     CatalogError,
+    ConcurrentWrite,
+    ConfigError,
     ProviderNotFound,
     RefreshInProgress,
     RouteNotFound,
     UnknownAction,
 )
 from chalicelib.logs import get_logger
-from chalicelib.settings import ConfigError
+
+if TYPE_CHECKING:
+    from chalicelib.bootstrap import Container
+    from chalicelib.service import CatalogService
 
 log = get_logger("api")
 
 # Routes anyone may call: the health check, the API description and the web page shell (it asks for the token).
 PUBLIC_PATHS = {"/api/v1/health", "/api/v1/openapi.json", "/", "/assets/{name}"}
-
-
-def service():
-    return wiring.service()
-
-
-def websocket():
-    return wiring.websocket_handlers()
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -56,11 +52,20 @@ def _bearer(headers: Any) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def http_middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
-    """Bearer auth for every route but the public ones; Chalice's own errors get the envelope too."""
+def http_middleware(runtime: Callable[[], Container]) -> Callable[[Any, Callable[[Any], Response]], Response]:
+    """Chalice HTTP middleware: bearer auth for every route but the public ones; Chalice's own errors get the
+    envelope too."""
+
+    def middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
+        return _authenticated(runtime, event, get_response)
+
+    return middleware
+
+
+def _authenticated(runtime: Callable[[], Container], event: Any, get_response: Callable[[Any], Response]) -> Response:
     if event.path not in PUBLIC_PATHS:
         try:
-            expected = wiring.api_token()
+            expected = runtime().api_token()
         except ConfigError as exc:
             log.error("config error", extra={"error": str(exc)})
             return error_response(500, "config_error", str(exc))
@@ -89,12 +94,11 @@ def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..
             def guarded(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return view(*args, **kwargs)
-                except RefreshInProgress as exc:
+                except (RefreshInProgress, ConcurrentWrite) as exc:
+                    # Every 409 says when to retry: the lock holder's lease, or at once after another writer won.
                     return error_response(exc.status, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)})
                 except CatalogError as exc:
-                    # Every 409 says when to retry (CONTRACT §2), also a LockLost (another run took the lock over).
-                    retry = {"Retry-After": "1"} if exc.status == 409 else None
-                    return error_response(exc.status, exc.code, exc.message, retry)
+                    return error_response(exc.status, exc.code, exc.message)
                 except ConfigError as exc:
                     log.error("config error", extra={"error": str(exc)})
                     return error_response(500, "config_error", str(exc))
@@ -143,59 +147,46 @@ def _int_param(params: dict[str, str], name: str, default: int | None, low: int,
     return value
 
 
-def list_models(params: dict[str, str]) -> dict[str, Any]:
+def list_models(service: CatalogService, params: dict[str, str]) -> dict[str, Any]:
     limit = _int_param(params, "limit", None, 1, 10_000)
-    return service().list_models(
+    return service.list_models(
         provider_id=params.get("provider_id") or None, limit=limit, cursor=params.get("cursor") or None
     )
 
 
-def collection_action(resource: str) -> dict[str, Any]:
+def collection_action(service: CatalogService, resource: str) -> dict[str, Any]:
     """``POST /api/v1/<resource>``: only ``providers:<action>`` exists; the literal routes take the known ones."""
     name, sep, action = unquote(resource).rpartition(":")
     if sep and name == "providers":
         if action == "refresh":
-            return service().refresh(scope="all", trigger="manual")
+            return service.refresh(scope="all", trigger="manual")
         if action == "refresh_oauth":
-            return service().refresh(scope="oauth", trigger="manual")
+            return service.refresh(scope="oauth", trigger="manual")
         raise UnknownAction(action)
     raise RouteNotFound(f"no route POST /api/v1/{resource}")
 
 
-def provider_action(raw: str) -> dict[str, Any]:
-    """``POST /api/v1/providers/{id}:{action}``, split on the last colon after URL-decoding."""
+def provider_action(service: CatalogService, raw: str) -> dict[str, Any]:
+    """``POST /api/v1/providers/{id}:{action}``, split on the last colon after URL-decoding (the one dispatcher
+    of provider actions; ``/providers/{id}/refresh`` is its plain alias)."""
     provider_id, sep, action = unquote(raw).rpartition(":")
     if not sep:
         raise UnknownAction("")
     if action != "refresh":
         raise UnknownAction(action)
-    return refresh_one(provider_id, decoded=True)
+    return _refresh_one(service, provider_id)
 
 
-def refresh_one(provider_id: str, decoded: bool = False) -> dict[str, Any]:
-    provider_id = provider_id if decoded else unquote(provider_id)
+def refresh_one(service: CatalogService, raw_provider_id: str) -> dict[str, Any]:
+    """``POST /api/v1/providers/{id}/refresh``."""
+    return _refresh_one(service, unquote(raw_provider_id))
+
+
+def _refresh_one(service: CatalogService, provider_id: str) -> dict[str, Any]:
     if not provider_id:
         raise ProviderNotFound(provider_id)
-    return service().refresh(scope="provider", provider_id=provider_id, trigger="manual")
+    return service.refresh(scope="provider", provider_id=provider_id, trigger="manual")
 
 
-def client_config(request: Any) -> dict[str, Any]:
-    return {"ws_url": wiring.public_ws_url(request), "api_prefix": "/api/v1"}
-
-
-def openapi_document() -> dict[str, Any]:
-    from chalicelib import openapi
-
-    return openapi.document()
-
-
-def web_page() -> Response:
-    from chalicelib import web
-
-    return web.index()
-
-
-def web_asset(name: str) -> Response:
-    from chalicelib import web
-
-    return web.asset(name)
+def client_config(container: Container) -> dict[str, Any]:
+    return {"ws_url": container.public_ws_url(), "api_prefix": "/api/v1"}

@@ -1,6 +1,6 @@
-"""The WebSocket edge (CONTRACT §3): ``$connect`` checks the token, ``$disconnect`` forgets the connection,
-``$default`` answers ``subscribe`` (with replay or ``resync_required``), ``ping``, and an ``error`` frame for
-anything else. Handlers always return 200 after connect so the connection stays open.
+"""The WebSocket edge (docs/reference.md#3-websocket-protocol): ``$connect`` checks the token, ``$disconnect``
+forgets the connection, ``$default`` answers ``subscribe`` (with replay or ``resync_required``), ``ping``, and an
+``error`` frame for anything else. Handlers always return 200 after connect so the connection stays open.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from chalice import WebsocketDisconnectedError
 
-from chalicelib.auth import token_matches
-from chalicelib.connections import ConnectionStore
-from chalicelib.events import EventJournal, encode_for_wire, wire_text
+from chalicelib.errors import ConnectionGone
+from chalicelib.events import encode_for_wire, wire_text
 from chalicelib.logs import get_logger
+from chalicelib.storage.connections import ConnectionStore
+from chalicelib.storage.journal import EventJournal
 
 log = get_logger("websocket")
 
@@ -32,18 +32,13 @@ class _FrameError(Exception):
         self.message = message
 
 
-def token_checker(expected_token: Callable[[], str | None]) -> Callable[[str | None], bool]:
-    """A ``token_check`` for ``WebsocketHandlers`` comparing with the API token (read lazily, per call)."""
-    return lambda presented: token_matches(presented, expected_token())
-
-
 def _raw(event: Any) -> dict[str, Any]:
     return event.to_dict() if hasattr(event, "to_dict") else dict(event)
 
 
 class WebsocketHandlers:
     """``token_check(presented) -> bool``; ``position() -> (seq, epoch, revision)`` from the catalog manifest;
-    ``send(connection_id, text)`` is ``app.websocket_api.send``."""
+    ``send(connection_id, text)`` is ``WebsocketSender.send``."""
 
     def __init__(
         self,
@@ -101,7 +96,7 @@ class WebsocketHandlers:
         except _FrameError as exc:
             log.info("bad websocket message", extra={"connection_id": connection_id, "code": exc.code})
             self._reply_quietly(connection_id, {"type": "error", "error": {"code": exc.code, "message": exc.message}})
-        except WebsocketDisconnectedError:
+        except ConnectionGone:
             self._forget(connection_id)
         except Exception:  # a server fault answers with an error frame; the connection stays
             log.exception("websocket message failed", extra={"connection_id": connection_id})
@@ -169,7 +164,7 @@ class WebsocketHandlers:
         """For error frames: the client may be gone, or sending itself may be what failed."""
         try:
             self._send(connection_id, wire_text(message))
-        except WebsocketDisconnectedError:
+        except ConnectionGone:
             self._forget(connection_id)
         except Exception as exc:  # best effort
             log.warning("sending an error frame failed", extra={"connection_id": connection_id, "error": str(exc)})

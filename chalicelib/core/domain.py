@@ -1,8 +1,15 @@
-"""The domain types of CONTRACT §2, as pydantic models. Pure: no I/O here."""
+"""The domain types of the REST API (docs/reference.md#2-rest-api) as pydantic models, and the model *record*.
+
+A record is a ``Model`` without ``provider_id``, as a plain JSON-ready dict with every field present: the shape the
+store keeps, the diff compares and the API returns (with ``provider_id`` added back). Pure: no I/O here.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,3 +86,30 @@ class CatalogEvent(BaseModel):
 
 Scope = Literal["all", "provider", "oauth"]
 Trigger = Literal["manual", "scheduled", "cli"]
+
+
+ModelRecord = dict[str, Any]
+MODEL_FIELDS = ("id", "display_name", "context_length", "max_output_tokens", "capabilities", "pricing")
+
+
+def model_record(model: Model) -> ModelRecord:
+    """A normalized ``Model`` as its stored/diffed record (no ``provider_id``; every field present)."""
+    data = model.model_dump(mode="json")
+    record = {name: data.get(name) for name in MODEL_FIELDS}
+    record["capabilities"] = sorted(record["capabilities"] or [])
+    return record
+
+
+def api_model(provider_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored record as the REST API's ``Model``."""
+    return {"provider_id": provider_id, **{name: record.get(name) for name in MODEL_FIELDS}}
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces (stable for hashing, diffs and storage)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def models_fingerprint(records: Sequence[ModelRecord]) -> str:
+    """The identity of a provider's model list: equal lists, equal fingerprints."""
+    return hashlib.sha256(canonical_json(records).encode("utf-8")).hexdigest()

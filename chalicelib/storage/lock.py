@@ -1,10 +1,10 @@
 """A DynamoDB lease lock with a fencing token, serializing refresh runs.
 
-Acquire is one conditional write: the lock is free, or its lease has expired (checked by DynamoDB
-against the caller's clock in the same atomic condition). Every acquire increments ``token``; every
-catalog write carries a condition that the token is still ours (``fence_action``), so a holder paused
-past its lease can never write after someone else took over. The lock item also carries the refresh
-state (provider statuses, last run, schedule bookkeeping): it is written by the holder only.
+Acquire is one conditional write: the lock is free, or its lease has expired (checked by DynamoDB against the
+caller's clock in the same atomic condition). Every acquire increments ``token``; every catalog write carries a
+condition that the token is still ours (``fence_action``), so a holder paused past its lease can never write after
+someone else took over. The lock item also carries an opaque ``state`` blob, written by the holder only (the typed
+refresh state of ``chalicelib.storage.state``): that is what makes the state commit atomically with the catalog.
 """
 
 from __future__ import annotations
@@ -16,41 +16,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib import codec
 from chalicelib.errors import RefreshInProgress
 from chalicelib.logs import get_logger
+from chalicelib.storage.dynamo import from_item, values
 
 log = get_logger("lock")
 
 REFRESH_LOCK = "refresh#catalog"
-_TRANSACTION_CONFLICT = "TransactionConflictException"
-
-
-@dataclass(frozen=True)
-class Lease:
-    name: str
-    owner: str
-    token: int
-    expires_at_ms: int
-    state: dict[str, Any]
+_NAMES = {"#owner": "owner", "#token": "token", "#state": "state"}
 
 
 @dataclass(frozen=True)
 class LockInfo:
+    """The lock as read: its holder (None when free), its fencing token, lease end and the state blob."""
+
     owner: str | None
     token: int
     expires_at_ms: int
-    state: dict[str, Any]
+    state: bytes | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held lock: ``token`` fences every write made under it."""
+
+    name: str
+    owner: str
+    token: int
+    expires_at_ms: int
+    state: bytes | None
 
 
 def new_owner_id() -> str:
     return uuid.uuid4().hex
-
-
-def _is_conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class LeaseLock:
@@ -74,41 +72,40 @@ class LeaseLock:
         self._conditional = conditional
         self._monotonic = monotonic  # bounds the wait; ``clock`` stamps leases (wall time, shared)
 
+    @property
+    def table(self) -> str:
+        return self._table
+
+    def _key(self) -> dict[str, Any]:
+        return {"pk": {"S": self._name}}
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def read(self) -> LockInfo:
-        item = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": self._name}}, ConsistentRead=True
-        ).get("Item")
+        item = self._client.get_item(TableName=self._table, Key=self._key(), ConsistentRead=True).get("Item")
         return _lock_info(item)
 
     def try_acquire(self, owner: str, lease_ms: int) -> Lease | None:
         now = self._now_ms()
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": {"pk": {"S": self._name}},
+            "Key": self._key(),
             "UpdateExpression": "SET #owner = :owner, lease_until = :until, acquired_at = :now ADD #token :one",
             "ExpressionAttributeNames": {"#owner": "owner", "#token": "token"},
-            "ExpressionAttributeValues": {
-                ":owner": {"S": owner},
-                ":until": {"N": str(now + lease_ms)},
-                ":now": {"N": str(now)},
-                ":one": {"N": "1"},
-            },
+            "ExpressionAttributeValues": values(owner=owner, until=now + lease_ms, now=now, one=1),
             "ReturnValues": "ALL_NEW",
         }
         if self._conditional:
             # "#owner = :owner": a retry of our own acquire whose response was lost (a 500 or a dropped
             # connection after DynamoDB applied it) gets the lock instead of waiting out its own lease.
             request["ConditionExpression"] = "attribute_not_exists(#owner) OR lease_until < :now OR #owner = :owner"
+        exceptions = self._client.exceptions
         try:
             item = self._client.update_item(**request)["Attributes"]
-        except ClientError as error:
-            # TransactionConflictException: the holder is committing (its transaction fences this item): busy.
-            if _is_conditional_failure(error) or error.response.get("Error", {}).get("Code") == _TRANSACTION_CONFLICT:
-                return None
-            raise
+        except (exceptions.ConditionalCheckFailedException, exceptions.TransactionConflictException):
+            # TransactionConflict: the holder is committing (its transaction fences this item): busy.
+            return None
         info = _lock_info(item)
         return Lease(self._name, owner, info.token, now + lease_ms, info.state)
 
@@ -128,84 +125,74 @@ class LeaseLock:
             self._sleep(min(remaining, delay * (0.5 + random.random())))
             delay = min(delay * 2, 1.0)
 
-    def fence_action(self, lease: Lease, state: dict[str, Any]) -> dict[str, Any]:
-        """A TransactWriteItems action that fails the transaction unless ``lease`` is still current.
-
-        It also stores the run's refresh state, so statuses commit atomically with the catalog change.
-        """
+    def fence_action(self, lease: Lease, state: bytes) -> dict[str, Any]:
+        """A TransactWriteItems action that fails the transaction unless ``lease`` is still current; it stores
+        ``state`` too, so the refresh state commits atomically with the catalog change."""
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {"pk": {"S": self._name}},
+                "Key": self._key(),
                 "UpdateExpression": "SET #state = :state",
                 "ConditionExpression": "#owner = :owner AND #token = :token",
-                "ExpressionAttributeNames": {"#state": "state", "#owner": "owner", "#token": "token"},
-                "ExpressionAttributeValues": {
-                    ":state": {"B": codec.pack(state)},
-                    ":owner": {"S": lease.owner},
-                    ":token": {"N": str(lease.token)},
-                },
+                "ExpressionAttributeNames": _NAMES,
+                "ExpressionAttributeValues": values(state=state, owner=lease.owner, token=lease.token),
             }
         }
 
-    def release(self, lease: Lease, state: dict[str, Any] | None = None) -> bool:
+    def release(self, lease: Lease, state: bytes | None = None) -> bool:
         """Free the lock (and store ``state``) if we still hold it. False when the lease was lost."""
-        names = {"#owner": "owner", "#token": "token"}
-        values: dict[str, Any] = {":owner": {"S": lease.owner}, ":token": {"N": str(lease.token)}, ":zero": {"N": "0"}}
         update = "REMOVE #owner SET lease_until = :zero"
+        names = {"#owner": "owner", "#token": "token"}
+        named: dict[str, Any] = {"owner": lease.owner, "token": lease.token, "zero": 0}
         if state is not None:
             update += ", #state = :state"
             names["#state"] = "state"
-            values[":state"] = {"B": codec.pack(state)}
+            named["state"] = state
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": self._name}},
+                Key=self._key(),
                 UpdateExpression=update,
                 ConditionExpression="#owner = :owner AND #token = :token",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues=values(**named),
             )
             return True
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                log.warning("lease lost before release", extra={"lock": self._name, "token": lease.token})
-                return False
-            raise
+        except self._client.exceptions.ConditionalCheckFailedException:
+            log.warning("lease lost before release", extra={"lock": self._name, "token": lease.token})
+            return False
 
-    def write_state(self, state: dict[str, Any], seen: LockInfo) -> bool:
-        """Store state without taking the lock (schedule bookkeeping on an idle tick).
+    def write_state(self, state: bytes, seen: LockInfo) -> bool:
+        """Store ``state`` without taking the lock (schedule bookkeeping on an idle tick).
 
-        Only when the lock was free when ``seen`` was read and nobody acquired it since: every acquire
-        bumps the token, so an unchanged token means no holder wrote state in between.
+        Only when the lock was free when ``seen`` was read and nobody acquired it since: every acquire bumps the
+        token, so an unchanged token means no holder wrote state in between.
         """
         if seen.owner is not None:
             return False
+        named: dict[str, Any] = {"state": state}
+        if seen.token:
+            named["token"] = seen.token
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": self._name}},
+                Key=self._key(),
                 UpdateExpression="SET #state = :state",
                 ConditionExpression="attribute_not_exists(#owner) AND "
                 + ("#token = :token" if seen.token else "attribute_not_exists(#token)"),
-                ExpressionAttributeNames={"#state": "state", "#owner": "owner", "#token": "token"},
-                ExpressionAttributeValues={":state": {"B": codec.pack(state)}}
-                | ({":token": {"N": str(seen.token)}} if seen.token else {}),
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues=values(**named),
             )
             return True
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
 
 
 def _lock_info(item: dict[str, Any] | None) -> LockInfo:
-    if not item:
-        return LockInfo(owner=None, token=0, expires_at_ms=0, state={})
-    state = codec.unpack(item["state"]["B"]) if "state" in item else {}
+    fields = from_item(item)
     return LockInfo(
-        owner=item.get("owner", {}).get("S"),
-        token=int(item.get("token", {}).get("N", "0")),
-        expires_at_ms=int(item.get("lease_until", {}).get("N", "0")),
-        state=state,
+        owner=fields.get("owner"),
+        token=int(fields.get("token", 0)),
+        expires_at_ms=int(fields.get("lease_until", 0)),
+        state=fields.get("state"),
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from chalice import Response
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 # name → Content-Type. The allowlist is the whole defence against path traversal: nothing else is read.
 ASSETS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the REST API (CONTRACT §2), served at ``GET /api/v1/openapi.json``.
 
-The schemas come from the pydantic models of ``chalicelib.domain``, so the document follows the code. Response
+The schemas come from the pydantic models of ``chalicelib.core.domain``, so the document follows the code. Response
 objects are closed (``additionalProperties: false``, every field required) because the service always emits every
 field: an undocumented or missing field is then a schema violation that ``tests/test_schemathesis.py`` catches.
 A new field is one pydantic field away from being documented.
@@ -53,7 +53,7 @@ def _closed(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _domain_schemas() -> dict[str, Any]:
-    from chalicelib.domain import (
+    from chalicelib.core.domain import (
         CAPABILITIES,
         Model,
         Pricing,

@@ -19,76 +19,53 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib import codec
-from chalicelib.dynamo import query_items
-from chalicelib.errors import LockLost
+from chalicelib.core.domain import ModelRecord, canonical_json
+from chalicelib.core.manifest import Manifest, ProviderEntry
 from chalicelib.logs import get_logger
+from chalicelib.storage import codec
+from chalicelib.storage.dynamo import from_item, query_items, to_item, values
 
 log = get_logger("store")
 
-MANIFEST_KEY = {"pk": {"S": "MANIFEST"}, "sk": {"S": "MANIFEST"}}
-MODEL_FIELDS = ("id", "display_name", "context_length", "max_output_tokens", "capabilities", "pricing")
+MANIFEST_KEY = {"pk": "MANIFEST", "sk": "MANIFEST"}
+# Writes of chunks go in BatchWriteItem calls of at most 25 requests (DynamoDB's limit).
+_BATCH_LIMIT = 25
 
 
 class StaleRead(Exception):
     """A generation vanished while being read (collected after a newer commit): re-read the manifest."""
 
 
-@dataclass(frozen=True)
-class ProviderEntry:
-    generation: str
-    chunks: int
-    count: int
-    fingerprint: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"g": self.generation, "c": self.chunks, "n": self.count, "f": self.fingerprint}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> ProviderEntry:
-        return cls(generation=raw["g"], chunks=raw["c"], count=raw["n"], fingerprint=raw["f"])
-
-
-@dataclass(frozen=True)
-class Manifest:
-    revision: int
-    epoch: str
-    seq: int
-    providers: dict[str, ProviderEntry] = field(default_factory=dict)
-    updated_at: str | None = None
-
-    def to_item(self) -> dict[str, Any]:
-        body = {pid: entry.to_json() for pid, entry in sorted(self.providers.items())}
-        item = {
+def manifest_item(manifest: Manifest) -> dict[str, Any]:
+    body = {pid: entry.to_json() for pid, entry in sorted(manifest.providers.items())}
+    return to_item(
+        {
             **MANIFEST_KEY,
-            "revision": {"N": str(self.revision)},
-            "epoch": {"S": self.epoch},
-            "seq": {"N": str(self.seq)},
-            "providers": {"B": codec.pack(body)},
+            "revision": manifest.revision,
+            "epoch": manifest.epoch,
+            "seq": manifest.seq,
+            "providers": codec.pack(body),
+            "updated_at": manifest.updated_at,
         }
-        if self.updated_at:
-            item["updated_at"] = {"S": self.updated_at}
-        return item
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Manifest:
-        providers = codec.unpack(item["providers"]["B"]) if "providers" in item else {}
-        return cls(
-            revision=int(item["revision"]["N"]),
-            epoch=item["epoch"]["S"],
-            seq=int(item["seq"]["N"]),
-            providers={pid: ProviderEntry.from_json(raw) for pid, raw in providers.items()},
-            updated_at=item.get("updated_at", {}).get("S"),
-        )
+    )
 
 
-def pack_chunks(models: Sequence[dict[str, Any]], chunk_bytes: int) -> list[bytes]:
+def manifest_from_item(item: Mapping[str, Any]) -> Manifest:
+    fields = from_item(item)
+    providers = codec.unpack(fields["providers"]) if "providers" in fields else {}
+    return Manifest(
+        revision=fields["revision"],
+        epoch=fields["epoch"],
+        seq=fields["seq"],
+        providers={pid: ProviderEntry.from_json(raw) for pid, raw in providers.items()},
+        updated_at=fields.get("updated_at"),
+    )
+
+
+def pack_chunks(models: Sequence[ModelRecord], chunk_bytes: int) -> list[bytes]:
     """A sorted model list as packed chunks, each at most ``chunk_bytes`` of JSON before compression.
 
     Every model is serialized once: the canonical JSON of a list is its items' JSON joined by commas, so a chunk's
@@ -98,7 +75,7 @@ def pack_chunks(models: Sequence[dict[str, Any]], chunk_bytes: int) -> list[byte
     parts: list[str] = []
     size = 2
     for model in models:
-        text = codec.dumps(model)
+        text = canonical_json(model)
         model_size = len(text.encode("utf-8")) + 1
         if parts and size + model_size > chunk_bytes:
             packed.append(codec.compress_json("[" + ",".join(parts) + "]"))
@@ -123,19 +100,19 @@ class _GenerationCache:
     """
 
     def __init__(self, max_models: int = 60_000):
-        self._items: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], list[ModelRecord]] = OrderedDict()
         self._max = max_models
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> list[dict[str, Any]] | None:
+    def get(self, key: tuple[str, str]) -> list[ModelRecord] | None:
         with self._lock:
             models = self._items.get(key)
             if models is not None:
                 self._items.move_to_end(key)
             return models
 
-    def put(self, key: tuple[str, str], models: list[dict[str, Any]]) -> None:
+    def put(self, key: tuple[str, str], models: list[ModelRecord]) -> None:
         with self._lock:
             for other in [k for k in self._items if k[0] == key[0]]:
                 self._size -= len(self._items.pop(other))
@@ -153,42 +130,47 @@ class CatalogStore:
         self._chunk_bytes = chunk_bytes
         self._cache = _GenerationCache()
 
+    @property
+    def table(self) -> str:
+        return self._table
+
     # -- manifest ---------------------------------------------------------------------------
     def read_manifest(self) -> Manifest:
         """The current manifest (strongly consistent). Creates the empty catalog and its epoch once."""
-        item = self._client.get_item(TableName=self._table, Key=MANIFEST_KEY, ConsistentRead=True).get("Item")
+        key = to_item(MANIFEST_KEY)
+        item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         if item:
-            return Manifest.from_item(item)
+            return manifest_from_item(item)
         empty = Manifest(revision=0, epoch=uuid.uuid4().hex[:16], seq=0)
         try:
             self._client.put_item(
-                TableName=self._table, Item=empty.to_item(), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self._table, Item=manifest_item(empty), ConditionExpression="attribute_not_exists(pk)"
             )
             return empty
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-        item = self._client.get_item(TableName=self._table, Key=MANIFEST_KEY, ConsistentRead=True)["Item"]
-        return Manifest.from_item(item)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            pass  # created by someone else in between: read theirs
+        item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
+        return manifest_from_item(item)
 
     def manifest_put_action(self, new: Manifest, expected_revision: int) -> dict[str, Any]:
+        """A TransactWriteItems ``Put`` of ``new`` that fails unless the stored revision is still ``expected``."""
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": new.to_item(),
+                "Item": manifest_item(new),
                 "ConditionExpression": "revision = :expected",
-                "ExpressionAttributeValues": {":expected": {"N": str(expected_revision)}},
+                "ExpressionAttributeValues": values(expected=expected_revision),
             }
         }
 
     # -- models -----------------------------------------------------------------------------
-    def read_provider_models(self, provider_id: str, entry: ProviderEntry) -> list[dict[str, Any]]:
-        """One provider's models (no ``provider_id`` key), sorted by id."""
+    def read_provider_models(self, provider_id: str, entry: ProviderEntry) -> list[ModelRecord]:
+        """One provider's models (records: no ``provider_id``), sorted by id."""
         key = (provider_id, entry.generation)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        models: list[dict[str, Any]] = []
+        models: list[ModelRecord] = []
         chunks = 0
         for item in self._query_generation(provider_id, entry.generation, keys_only=False):
             models.extend(codec.unpack(item["body"]["B"]))
@@ -200,7 +182,7 @@ class CatalogStore:
 
     def read_catalog(
         self, provider_ids: Iterable[str] | None = None, attempts: int = 3
-    ) -> tuple[Manifest, dict[str, list[dict[str, Any]]]]:
+    ) -> tuple[Manifest, dict[str, list[ModelRecord]]]:
         """A consistent snapshot: the manifest and the models it points at."""
         for attempt in range(attempts):
             manifest = self.read_manifest()
@@ -214,17 +196,16 @@ class CatalogStore:
                 time.sleep(0.05)
         raise AssertionError("unreachable")
 
-    def write_generation(self, provider_id: str, generation: str, models: Sequence[dict[str, Any]]) -> int:
+    def write_generation(self, provider_id: str, generation: str, models: Sequence[ModelRecord]) -> int:
         """Write one provider's new generation (see ``write_generations``); returns its chunk count."""
         return self.write_generations(generation, {provider_id: models})[provider_id]
 
-    def write_generations(self, generation: str, lists: dict[str, Sequence[dict[str, Any]]]) -> dict[str, int]:
+    def write_generations(self, generation: str, lists: Mapping[str, Sequence[ModelRecord]]) -> dict[str, int]:
         """Write new immutable generations of chunks for several providers; returns each one's chunk count.
 
         Invisible until committed. The chunks of all providers share 25-item BatchWriteItem calls, so a run
-        where many small providers changed costs one or two round trips, not one per provider. ``models``
-        must be JSON-native records (``model_record``): once written they are cached as the generation's
-        list, exactly what reading the chunks back would return.
+        where many small providers changed costs one or two round trips, not one per provider. Once written,
+        a list is cached as the generation's, exactly what reading the chunks back would return.
         """
         counts: dict[str, int] = {}
         requests: list[dict[str, Any]] = []
@@ -232,15 +213,9 @@ class CatalogStore:
             chunks = pack_chunks(models, self._chunk_bytes)
             counts[provider_id] = len(chunks)
             requests += [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": _models_pk(provider_id)},
-                            "sk": {"S": f"{generation}#{index:05d}"},
-                            "body": {"B": body},
-                        }
-                    }
-                }
+                {"PutRequest": {"Item": to_item(
+                    {"pk": _models_pk(provider_id), "sk": f"{generation}#{index:05d}", "body": body}
+                )}}
                 for index, body in enumerate(chunks)
             ]
         self._batch_write(requests)
@@ -265,51 +240,22 @@ class CatalogStore:
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
         return len(keys)
 
-    # -- commit -----------------------------------------------------------------------------
-    def commit(self, actions: list[dict[str, Any]], attempts: int = 4) -> None:
-        """One TransactWriteItems: the fence (first action), the manifest and the event record.
-
-        A failed fence condition means another run took the lock: ``LockLost``, nothing written.
-        """
-        for attempt in range(attempts):
-            try:
-                self._client.transact_write_items(TransactItems=actions)
-                return
-            except ClientError as error:
-                code = error.response["Error"]["Code"]
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if code == "TransactionCanceledException" and reasons and reasons[0] == "ConditionalCheckFailed":
-                    raise LockLost("the refresh lock was taken over; this run's changes were not written") from None
-                if code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                    raise LockLost("the catalog changed under this run; its changes were not written") from None
-                retryable = code in ("TransactionConflictException", "ThrottlingException") or (
-                    code == "TransactionCanceledException"
-                    and any(r in ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
-                            for r in reasons)
-                )
-                if not retryable or attempt == attempts - 1:
-                    raise
-                time.sleep(0.05 * 2**attempt)
-
     # -- helpers ----------------------------------------------------------------------------
     def _query_generation(self, provider_id: str, generation: str | None, keys_only: bool) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "ConsistentRead": True,
-            "ExpressionAttributeValues": {":pk": {"S": _models_pk(provider_id)}},
-        }
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
         if generation is None:
             request["KeyConditionExpression"] = "pk = :pk"
+            request["ExpressionAttributeValues"] = values(pk=_models_pk(provider_id))
         else:
             request["KeyConditionExpression"] = "pk = :pk AND begins_with(sk, :prefix)"
-            request["ExpressionAttributeValues"][":prefix"] = {"S": f"{generation}#"}
+            request["ExpressionAttributeValues"] = values(pk=_models_pk(provider_id), prefix=f"{generation}#")
         if keys_only:
             request["ProjectionExpression"] = "pk, sk"
         return query_items(self._client, request)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), 25):
-            pending = {self._table: requests[start : start + 25]}
+        for start in range(0, len(requests), _BATCH_LIMIT):
+            pending = {self._table: requests[start : start + _BATCH_LIMIT]}
             delay = 0.05
             for _ in range(10):
                 unprocessed = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
@@ -320,16 +266,3 @@ class CatalogStore:
                 delay = min(delay * 2, 2.0)
             else:
                 raise RuntimeError(f"DynamoDB left {len(pending.get(self._table, []))} writes unprocessed")
-
-
-def model_record(model: Any) -> dict[str, Any]:
-    """A domain Model as the stored/diffed record (no provider_id; every field present)."""
-    data = model.model_dump(mode="json") if hasattr(model, "model_dump") else dict(model)
-    record = {name: data.get(name) for name in MODEL_FIELDS}
-    record["capabilities"] = sorted(record["capabilities"] or [])
-    return record
-
-
-def api_model(provider_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    """A stored record as CONTRACT §2's Model."""
-    return {"provider_id": provider_id, **{name: record.get(name) for name in MODEL_FIELDS}}

@@ -6,10 +6,10 @@ model id: equality of two dicts means "no metadata change".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-ModelRecord = Mapping[str, object]
+from chalicelib.core.domain import ModelRecord
 
 
 @dataclass(frozen=True)

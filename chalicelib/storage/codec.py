@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from typing import Any
 
-
-def dumps(value: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces (stable for hashing and diffs)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+from chalicelib.core.domain import canonical_json
 
 
 def pack(value: Any) -> bytes:
-    return compress_json(dumps(value))
+    return compress_json(canonical_json(value))
 
 
 def compress_json(text: str) -> bytes:
@@ -25,7 +21,3 @@ def compress_json(text: str) -> bytes:
 def unpack(blob: Any) -> Any:
     raw = blob.value if hasattr(blob, "value") else blob  # boto3 Binary or bytes
     return json.loads(zlib.decompress(raw).decode("utf-8"))
-
-
-def fingerprint(value: Any) -> str:
-    return hashlib.sha256(dumps(value).encode("utf-8")).hexdigest()

@@ -1,0 +1,29 @@
+"""Delivering catalog events after they are committed.
+
+The API:
+
+- ``EventPublisher``: after a commit, deliver the event, then mark it published; ``publish_pending`` (the scheduled
+  tick) re-delivers what a crash left pending;
+- ``Fanout`` / ``FanoutStats``: one message to every open WebSocket connection (bounded concurrency, 410 pruning,
+  throttling backoff, truncation to fit);
+- ``WebsocketSender``: one message to one connection through API Gateway's ``@connections`` API (its own client);
+- ``wire_text`` / ``encode_for_wire`` / ``MAX_WIRE_BYTES``: the event as WebSocket text, fitted to the limit.
+
+The event itself is ``chalicelib.core.events``; its journal (the outbox) is ``chalicelib.storage.journal``. A new
+delivery channel is a class with ``broadcast(message)`` that the publisher is given.
+"""
+
+from chalicelib.events._fanout import Fanout, FanoutStats
+from chalicelib.events._message import MAX_WIRE_BYTES, encode_for_wire, wire_text
+from chalicelib.events._publisher import EventPublisher
+from chalicelib.events._sender import WebsocketSender
+
+__all__ = [
+    "MAX_WIRE_BYTES",
+    "EventPublisher",
+    "Fanout",
+    "FanoutStats",
+    "WebsocketSender",
+    "encode_for_wire",
+    "wire_text",
+]
