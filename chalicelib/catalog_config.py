@@ -1,4 +1,4 @@
-"""The TOML config (CONTRACT §4) as strict pydantic v2 models, and its loader.
+"""The TOML config (docs/reference.md §4) as strict pydantic v2 models, and its loader.
 
 Pure: the loader is handed the environment mapping (for the two overrides and ``${VAR}`` references);
 ``chalicelib.settings`` is the one module that reads ``os.environ``.
@@ -65,7 +65,7 @@ class CatalogOptions(_Strict):
 
     refresh_interval_ms: NonNegativeMs = DEFAULT_REFRESH_INTERVAL_MS
     refresh_on_start: StrictBool = True
-    # Extensions beyond CONTRACT §4, all optional.
+    # Extensions beyond docs/reference.md §4, all optional.
     fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 32
     shrink_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     lock_wait_ms: PositiveMs = 8_000
@@ -226,7 +226,7 @@ def _check_url(provider: ProviderConfig, allow_private: bool) -> None:
 
 
 def load_config(path: Path, environ: Mapping[str, str], allow_private_urls: bool = False) -> CatalogConfig:
-    """Read and validate one TOML config file, applying the env overrides of CONTRACT §1."""
+    """Read and validate one TOML config file, applying the env overrides of docs/reference.md §1."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

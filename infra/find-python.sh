@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the path of a Python 3.12+ interpreter, in the order CONTRACT §1 names:
+# Prints the path of a Python 3.12+ interpreter, in the order docs/reference.md §1 names:
 # $PYTHON, python3.13, python3.12, a python3 that is new enough, then a pyenv-installed 3.13/3.12.
 set -u
 ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; }

@@ -1,4 +1,4 @@
-"""The REST edge through chalice.test.Client: auth, error envelope, routes, status codes (CONTRACT §2)."""
+"""The REST edge through chalice.test.Client: auth, error envelope, routes, status codes (docs/reference.md §2)."""
 
 from __future__ import annotations
 

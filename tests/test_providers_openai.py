@@ -72,7 +72,7 @@ def test_together_bare_array_with_display_names(settings, server):
     llama = models["meta-llama/Llama-3.3-70B-Instruct-Turbo"]
     assert llama.display_name == "Meta Llama 3.3 70B Instruct Turbo"
     assert llama.context_length == 131072
-    assert llama.pricing is None  # CONTRACT §4: no price field for kind openai
+    assert llama.pricing is None  # docs/reference.md §4: no price field for kind openai
     assert models["BAAI/bge-large-en-v1.5"].capabilities == ("embedding",)
     assert models["BAAI/bge-large-en-v1.5"].context_length == 512
 

@@ -1,4 +1,4 @@
-"""Config (CONTRACT §4) and env overrides (CONTRACT §1): every accepted spelling, every rejected input."""
+"""Config (docs/reference.md §4) and env overrides (docs/reference.md §1): every accepted spelling, every rejected input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The WebSocket handlers of CONTRACT §3 with Chalice's WebsocketEvent, a real (moto) journal and a fake send."""
+"""The WebSocket handlers (docs/reference.md §3) with Chalice's WebsocketEvent, a real (moto) journal and a fake send."""
 
 from __future__ import annotations
 

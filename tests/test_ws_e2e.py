@@ -1,4 +1,4 @@
-"""CONTRACT §3 end to end: real WebSocket clients against the local stack (`python -m chalicelib.local`).
+"""The WebSocket protocol (docs/reference.md §3) end to end: real WebSocket clients against the local stack (`python -m chalicelib.local`).
 
 One stack serves the whole module (starting it is the slow part); every test reads the current position from
 its own ``subscribed`` frame, so the tests do not depend on each other's order. The demo registry is the only
@@ -81,7 +81,7 @@ def registry(stack: LocalStack) -> Registry:
 
 
 class Client:
-    """A WebSocket client of CONTRACT §3 (sync websockets; each has its own I/O thread)."""
+    """A WebSocket client of the protocol (docs/reference.md §3) (sync websockets; each has its own I/O thread)."""
 
     def __init__(self, connection: ClientConnection):
         self.connection = connection

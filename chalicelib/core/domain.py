@@ -74,7 +74,7 @@ class RefreshStatus(BaseModel):
 
 
 class CatalogEvent(BaseModel):
-    """The server → client event of CONTRACT §3."""
+    """The server → client event (docs/reference.md §3)."""
 
     type: Literal["event.model_catalog.changed"] = "event.model_catalog.changed"
     seq: int

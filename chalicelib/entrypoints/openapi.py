@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the REST API (CONTRACT §2), served at ``GET /api/v1/openapi.json``.
+"""The OpenAPI 3.1 document of the REST API (docs/reference.md §2), served at ``GET /api/v1/openapi.json``.
 
 The schemas come from the pydantic models of ``chalicelib.core.domain``, so the document follows the code. Response
 objects are closed (``additionalProperties: false``, every field required) because the service always emits every
@@ -111,7 +111,7 @@ def _schemas() -> dict[str, Any]:
                 "title": "ClientConfig",
                 "type": "object",
                 "properties": {
-                    "ws_url": {**nullable_string, "description": "the WebSocket URL clients connect to (CONTRACT §3)"},
+                    "ws_url": {**nullable_string, "description": "the WebSocket URL clients connect to"},
                     "api_prefix": {"type": "string", "enum": [PREFIX]},
                 },
             },
@@ -223,7 +223,7 @@ _ERROR_ORDER = ["BadRequest", "Unauthorized", "NotFound", "RefreshInProgress", "
 
 
 def _refresh(operation_id: str, summary: str, *errors: str, **extra: Any) -> dict[str, Any]:
-    ok = {"description": "What the refresh changed (CONTRACT §2).", "content": _json(_ref("RefreshResult"))}
+    ok = {"description": "What the refresh changed.", "content": _json(_ref("RefreshResult"))}
     return _protected(operation_id, summary, ok, "RefreshInProgress", *errors, tags=["refresh"], **extra)
 
 

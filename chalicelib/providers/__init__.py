@@ -1,6 +1,6 @@
 """Provider adapters behind one entry point, ``ProviderFetcher``.
 
-Each kind of CONTRACT §4 is one module here with ``fetch_models(ctx) -> list[Model]`` and one entry in
+Each kind (docs/reference.md §4) is one module here with ``fetch_models(ctx) -> list[Model]`` and one entry in
 ``kinds.KINDS``; ``base`` holds what adapters share (``FetchContext``, value helpers, ``finalize``).
 ``fetcher.ProviderFetcher`` resolves credentials, binds the shared HTTP layer (``chalicelib.http``) to the
 provider, runs the adapter, and normalizes the result.

@@ -10,7 +10,7 @@ Field mapping (first present wins):
 - ``context_length`` (Together, Moonshot) / ``context_window`` (Groq) / ``max_model_len`` (vLLM) /
   ``max_context_length`` (Mistral, LM Studio) → ``context_length``.
 - ``max_completion_tokens`` (Groq) / ``max_output_tokens`` → ``max_output_tokens``.
-- ``pricing``: none — CONTRACT §4 defines no price field for this kind (Together's ``pricing`` is ignored).
+- ``pricing``: none — docs/reference.md §4 defines no price field for this kind (Together's ``pricing`` is ignored).
 
 Capabilities, only from what the server states (nothing is guessed from model ids):
 
