@@ -13,8 +13,8 @@ from moto import mock_aws
 
 from chalicelib import wiring
 from chalicelib.logs import JsonFormatter
-from chalicelib.schema import create_tables
 from chalicelib.settings import Settings, TableNames, settings_from_env
+from devstack.tables import create_tables
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "providers"

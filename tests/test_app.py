@@ -13,8 +13,8 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import wiring
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
+from devstack.tables import create_tables
 from tests.conftest import REPO
 from tests.fakes.provider_server import FakeProviderServer, fixture_json
 

@@ -608,7 +608,7 @@ def test_watch_unreachable_service_exits_3(capsys: pytest.CaptureFixture[str]) -
 
 
 # ---------------------------------------------------------------------------------------------------------
-# end to end: the CLI as a subprocess against the local stack (`python -m chalicelib.local`)
+# end to end: the CLI as a subprocess against the local stack (`python -m devstack`)
 
 INTERVAL_MS = 6000  # long enough that a loaded machine's CLI start-up (~1 s each) never spans it
 DEPLOYMENT_ID = "cli-e2e-deployment"

@@ -35,9 +35,9 @@ from chalicelib.errors import RefreshInProgress
 from chalicelib.events import EventJournal, EventPublisher, Fanout
 from chalicelib.lock import LeaseLock
 from chalicelib.refresh import LEASE_MARGIN_MS, RefreshEngine
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
 from chalicelib.store import CatalogStore, Manifest, model_record
+from devstack.tables import create_tables
 from tests.faults import SITES, CatalogChecker, CatalogState, DynamoFaults
 from tests.stack import REPO
 from tests.test_refresh import CatalogWrites, FakeFetcher

@@ -1,4 +1,4 @@
-"""The local stack behind ``make run``: the real ``python -m chalicelib.local`` as a subprocess on free ports,
+"""The local stack behind ``make run``: the real ``python -m devstack`` as a subprocess on free ports,
 its embedded DynamoDB (serialized, persisted), the scheduler, the demo registry and the bundled config."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from chalicelib.local.demo_registry import DEMO_REGISTRY_FILE
-from chalicelib.local.scheduler import LocalScheduler
 from chalicelib.settings import EXAMPLE_CONFIG, CatalogOptions, load_config
+from devstack.demo_registry import DEMO_REGISTRY_FILE
+from devstack.scheduler import LocalScheduler
 from tests.stack import EmbeddedDynamo, LocalStack, pid_alive, port_is_free
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from chalicelib.lock import LeaseLock
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
+from devstack.tables import create_tables
 from tests.stack import EmbeddedDynamo, dynamodb_client
 
 THREADS = 8

@@ -28,8 +28,8 @@ from chalicelib.oauth import (
 )
 from chalicelib.providers import ProviderFetcher
 from chalicelib.providers.managed_oauth import parse_grant
-from chalicelib.schema import create_tables
 from chalicelib.settings import ProviderConfig, TableNames
+from devstack.tables import create_tables
 from tests.conftest import FakeClock
 from tests.fakes import FakeProviderServer, fixture_json
 

@@ -6,7 +6,7 @@ Start order (each step only after the previous one worked; a failure stops what 
    the ConfigError message (file, key, problem) before anything starts.
 2. Reserve the listening sockets (HTTP, WebSocket, ``@connections``, demo registry), so that "port in use"
    is reported before anything heavy starts and the URLs are known before the app is imported.
-3. The embedded DynamoDB child (``python -m chalicelib.local.dynamodb``), unless
+3. The embedded DynamoDB child (``python -m devstack.dynamodb``), unless
    ``MODEL_CATALOG_DYNAMODB_ENDPOINT`` names another one; the tables of ``infra/tables.json`` are created.
 4. The app's environment is completed (endpoints, URLs) and the Chalice app is imported.
 5. Demo registry, WebSocket gateway, Chalice's local HTTP server, then the scheduler (whose first tick, right
@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.local.dynamodb import DynamoProcess
 from chalicelib.logs import get_logger
 from chalicelib.settings import ConfigError, Settings, schedule_rate_minutes, settings_from_env
+from devstack.dynamodb import DynamoProcess
 
 log = get_logger("local.stack")
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 READY_PREFIX = "MODEL_CATALOG_READY "
 HOST = "127.0.0.1"
 WS_STAGE = "local"
@@ -294,7 +294,7 @@ def create_tables(endpoint: str | None, region: str, settings: Settings) -> None
     import boto3
     from botocore.config import Config as BotoConfig
 
-    from chalicelib.schema import create_tables as create
+    from devstack.tables import create_tables as create
 
     client = boto3.client(
         "dynamodb",
@@ -363,9 +363,9 @@ class LocalStack:
             log.exception("importing app.py failed")
             raise StartupError(f"importing app.py failed: {exc}") from None
 
-        from chalicelib.local.demo_registry import DemoRegistryServer
-        from chalicelib.local.gateway import LocalWebSocketGateway
-        from chalicelib.local.scheduler import LocalScheduler
+        from devstack.demo_registry import DemoRegistryServer
+        from devstack.gateway import LocalWebSocketGateway
+        from devstack.scheduler import LocalScheduler
 
         self.registry = DemoRegistryServer(sock=self.sockets.pop("registry"), test_hooks=options.test_hooks)
         self.registry.start()

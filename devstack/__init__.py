@@ -4,7 +4,7 @@
 - ``gateway``   — WebSocket gateway + ``@connections`` management API, shaped like API Gateway's
 - ``scheduler`` — fires the scheduled function like the EventBridge rule
 - ``demo_registry`` — serves the bundled models.dev-style ``demo_registry.json``
-- ``stack``     — starts and stops all of it around the Chalice app (``python -m chalicelib.local``)
+- ``stack``     — starts and stops all of it around the Chalice app (``python -m devstack``)
 
 Nothing here is imported by the deployed functions.
 """

@@ -2,7 +2,7 @@
 
 Run as its own process (own GIL, own crash domain)::
 
-    python -m chalicelib.local.dynamodb --port 0 --state-dir .local/state
+    python -m devstack.dynamodb --port 0 --state-dir .local/state
 
 It prints ``MODEL_CATALOG_DYNAMODB_READY {"port": ..., "endpoint": ...}`` on stdout once it serves.
 
@@ -548,7 +548,7 @@ class EmbeddedDynamoServer:
 
 # -- the child process, seen from the parent --------------------------------------------------------------
 class DynamoProcess:
-    """Starts ``python -m chalicelib.local.dynamodb`` and knows its endpoint.
+    """Starts ``python -m devstack.dynamodb`` and knows its endpoint.
 
     The child cannot outlive us: it gets SIGTERM when we die (``PR_SET_PDEATHSIG`` on Linux) and it also
     exits when its stdin (a pipe we hold) reaches EOF, which happens however we die.
@@ -565,7 +565,7 @@ class DynamoProcess:
         startup_timeout_s: float = 30.0,
         switch_interval_s: float | None = None,
     ):
-        self._args = [sys.executable, "-m", "chalicelib.local.dynamodb", "--port", str(port), "--watch-stdin"]
+        self._args = [sys.executable, "-m", "devstack.dynamodb", "--port", str(port), "--watch-stdin"]
         if state_dir is not None:
             self._args += ["--state-dir", str(state_dir)]
         if not serialize:
@@ -583,7 +583,7 @@ class DynamoProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        project_dir = Path(__file__).resolve().parents[2]
+        project_dir = Path(__file__).resolve().parents[1]
         self.process = subprocess.Popen(
             self._args,
             stdin=subprocess.PIPE,
@@ -645,7 +645,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.local.dynamodb", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.dynamodb", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", type=Path, default=None, help="persist tables here (default: in memory)")
