@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib import cli
+from catalog_cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "stub-token-123"
