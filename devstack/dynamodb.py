@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.logs import get_logger
+from devstack.logformat import install_log_format, log_format_choice
 
 log = get_logger("local.dynamodb")
 
@@ -657,6 +658,11 @@ def main(argv: list[str] | None = None) -> int:
         "--switch-interval", type=float, default=None, help="test-only: sys.setswitchinterval, to widen races"
     )
     args = parser.parse_args(argv)
+    try:  # the stack passes down the format it chose (its stderr is ours)
+        install_log_format(log_format_choice(os.environ))
+    except ValueError as exc:
+        print(f"model-catalog: {exc}", file=sys.stderr)
+        return 2
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
 

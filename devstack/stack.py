@@ -3,7 +3,9 @@
 Start order (each step only after the previous one worked; a failure stops what already runs):
 
 1. Read the stack's own variables and the app's settings — a config that cannot be used exits 2 at once with
-   the ConfigError message (file, key, problem) before anything starts.
+   the ConfigError message (file, key, problem) before anything starts. The log format is chosen here
+   (``MODEL_CATALOG_LOG_FORMAT``, ``devstack/logformat.py``: human lines on a terminal, else JSON) and handed
+   down to the DynamoDB child.
 2. Reserve the listening sockets (HTTP, WebSocket, ``@connections``, demo registry), so that "port in use"
    is reported before anything heavy starts and the URLs are known before the app is imported.
 3. The embedded DynamoDB child (``python -m devstack.dynamodb``), unless
@@ -36,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -44,6 +46,7 @@ from urllib.parse import quote
 from chalicelib.logs import get_logger
 from chalicelib.settings import ConfigError, Settings, schedule_rate_minutes, settings_from_env
 from devstack.dynamodb import DynamoProcess
+from devstack.logformat import AUTO, LOG_FORMAT_ENV, install_log_format, log_format_choice
 
 log = get_logger("local.stack")
 
@@ -73,6 +76,7 @@ class LocalOptions:
     reset: bool = False
     dynamodb_endpoint: str | None = None
     test_hooks: bool = False
+    log_format: str = AUTO  # auto | human | json; main() resolves auto before the stack starts
 
     @property
     def embedded_dynamodb(self) -> bool:
@@ -88,6 +92,7 @@ class LocalOptions:
             reset=_flag(environ, "MODEL_CATALOG_RESET"),
             dynamodb_endpoint=(environ.get("MODEL_CATALOG_DYNAMODB_ENDPOINT") or "").strip() or None,
             test_hooks=_flag(environ, "MODEL_CATALOG_LOCAL_TEST_HOOKS"),
+            log_format=_log_format(environ),
         )
 
 
@@ -115,6 +120,13 @@ def _positive_seconds(environ: Mapping[str, str], name: str, default: float) -> 
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"environment variable {name}={raw!r}: must be a positive number of seconds")
     return value
+
+
+def _log_format(environ: Mapping[str, str]) -> str:
+    try:
+        return log_format_choice(environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -336,7 +348,9 @@ class LocalStack:
         registry_url = f"http://{HOST}:{_bound_port(self.sockets['registry'])}/api.json"
 
         if options.embedded_dynamodb:
-            self.dynamo = DynamoProcess(state_dir=options.state_dir, env={**os.environ, **self.environ})
+            # The child writes its log lines to our stderr, in the format we chose.
+            child_env = {**os.environ, **self.environ, LOG_FORMAT_ENV: options.log_format}
+            self.dynamo = DynamoProcess(state_dir=options.state_dir, env=child_env)
             try:
                 self.dynamo.start()
             except RuntimeError as exc:
@@ -476,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"model-catalog: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
+    options = replace(options, log_format=install_log_format(options.log_format))
     _configure_log_level(settings.log_level)
 
     stop_requested = threading.Event()
