@@ -138,7 +138,7 @@ def cmd_tick(args: argparse.Namespace, out: TextIO) -> int:
         PartialCredentialsError,
     )
 
-    from chalicelib.settings import ConfigError
+    from chalicelib.errors import ConfigError
 
     try:
         outcome = tick_service().tick(trigger="cli")

@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from chalicelib.errors import ConfigError
 from chalicelib.logs import get_logger
-from chalicelib.settings import ConfigError, Settings, schedule_rate_minutes, settings_from_env
+from chalicelib.settings import Settings, schedule_rate_minutes, settings_from_env
 from devstack.dynamodb import DynamoProcess
 from devstack.logformat import AUTO, LOG_FORMAT_ENV, install_log_format, log_format_choice
 

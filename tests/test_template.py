@@ -275,7 +275,7 @@ def test_every_function_has_its_own_role_with_the_access_policy_and_only_its_log
 
 # --- the policy against the code --------------------------------------------------------------------------------
 
-# Deployed code = app.py's chalicelib/, all of it: the local stack (devstack/) and the CLI (catalog_cli/) live
+# Deployed code = chalicelib/, all of it: the local stack (devstack/) and the CLI (catalog_cli/) live
 # outside it and are not in the bundle (test_bundle_holds_only_the_deployed_code).
 CLIENT_RECEIVER = re.compile(r"(?i)(client|dynamodb|kms|ssm|secret)")
 CALL = re.compile(r"\.\s*(?P<operation>\w+)\s*\(")
