@@ -22,8 +22,8 @@ $(STAMP): requirements.txt requirements-dev.txt infra/find-python.sh
 	@touch $(STAMP)
 
 run: $(STAMP)
-	@if [ "$(RESET)" = "1" ]; then MODEL_CATALOG_RESET=1 exec $(PY) -m chalicelib.local; \
-	 else exec $(PY) -m chalicelib.local; fi
+	@if [ "$(RESET)" = "1" ]; then MODEL_CATALOG_RESET=1 exec $(PY) -m devstack; \
+	 else exec $(PY) -m devstack; fi
 
 test: $(STAMP)
 	@bash infra/ensure-chromium.sh

@@ -1,6 +1,7 @@
 """Sanity checks on `make package`'s output (build/sam.yaml + build/deployment.zip). Exit 1 with a list of
 problems, so a template that would deploy but not work (a function without its table names, a role without its
-policy, a bundle built for the wrong Python, a config the deployed functions would reject) fails the build.
+policy, a bundle built for the wrong Python, a config the deployed functions would reject), or a bundle that
+carries tooling (the local stack, the CLI, demo data, tests), fails the build.
 
     python infra/check_package.py build [--stage prod]
 """
@@ -11,6 +12,7 @@ import argparse
 import re
 import sys
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +26,13 @@ import render_template  # noqa: E402
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 # Variables whose value is the secret itself; the template would publish them to anyone who can read the stack.
 FORBIDDEN_PLAIN_VARIABLES = ("MODEL_CATALOG_API_TOKEN",)
+# The project's code in the bundle: what chalice takes from the project (app.py, chalicelib/). Everything else in
+# the zip is a dependency (requirements.txt) or chalice's own runtime.
+REQUIRED_FILES = ("app.py", "chalicelib/settings.py")
+# Tooling that must never ship to Lambda: the local stack (devstack/, formerly chalicelib/local/), the CLI
+# (catalog_cli/), the tests, and the local stack's demo data wherever it would end up.
+TOOLING_PREFIXES = ("devstack/", "catalog_cli/", "tests/", "chalicelib/local/")
+TOOLING_FILE_NAMES = ("demo_registry.json",)
 
 
 def _variables(function: dict[str, Any]) -> dict[str, Any]:
@@ -132,9 +141,10 @@ def check_bundle(bundle: Path, template: dict[str, Any], stage: str) -> list[str
         unzipped = sum(info.file_size for info in infos)
         if unzipped > MAX_UNZIPPED_BYTES:
             problems.append(f"{bundle}: {unzipped / 2**20:.0f} MiB unzipped, Lambda's limit is 250 MiB")
-        for required in ("app.py", "chalicelib/settings.py", "chalicelib/bootstrap.py"):
+        for required in REQUIRED_FILES:
             if required not in names:
                 problems.append(f"{bundle}: {required} is missing")
+        problems.extend(f"{bundle}: {problem}" for problem in check_no_tooling(names))
 
         runtime = template["Resources"].get("APIHandler", {}).get("Properties", {}).get("Runtime", "python3")
         architecture = (template["Resources"].get("APIHandler", {}).get("Properties", {}).get("Architectures")
@@ -156,12 +166,45 @@ def check_bundle(bundle: Path, template: dict[str, Any], stage: str) -> list[str
     return problems
 
 
+def check_no_tooling(names: Iterable[str]) -> list[str]:
+    """One problem per kind of tooling found in the bundle, naming the offending paths."""
+    found: dict[str, list[str]] = {}
+    for name in sorted(names):
+        prefix = next((p for p in TOOLING_PREFIXES if name.startswith(p)), None)
+        if prefix is None and PurePosixPath(name).name in TOOLING_FILE_NAMES:
+            prefix = name
+        if prefix is not None:
+            found.setdefault(prefix, []).append(name)
+    problems = []
+    for prefix, paths in found.items():
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        problems.append(
+            f"{prefix} must not be in the Lambda bundle ({len(paths)} file(s): {shown}); only app.py, chalicelib/ "
+            "and the dependencies belong there — keep tooling and demo data outside chalicelib/"
+        )
+    return problems
+
+
+def bundle_stats(bundle: Path) -> dict[str, int]:
+    """Size, files, and the project's own share (app.py + chalicelib/): files and non-blank Python lines."""
+    with zipfile.ZipFile(bundle) as archive:
+        files = [info for info in archive.infolist() if not info.is_dir()]
+        own = [info for info in files if info.filename == "app.py" or info.filename.startswith("chalicelib/")]
+        lines = sum(
+            1
+            for info in own
+            if info.filename.endswith(".py")
+            for line in archive.read(info).decode("utf-8", "replace").splitlines()
+            if line.strip()
+        )
+    return {"bytes": bundle.stat().st_size, "files": len(files), "own_files": len(own), "own_python_lines": lines}
+
+
 def _check_config(content: bytes, member: str, environment: dict[str, str]) -> list[str]:
     """Validate the bundled config the way the deployed functions will (https-only unless the stage allows)."""
     import tempfile
 
-    from chalicelib.catalog_config import load_config
-    from chalicelib.errors import ConfigError
+    from chalicelib.settings import ConfigError, load_config
 
     allow_private = (environment.get("MODEL_CATALOG_ALLOW_PRIVATE_URLS") or "0").strip().lower() in ("1", "true", "yes")
     with tempfile.TemporaryDirectory() as directory:
@@ -195,8 +238,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     functions = sum(1 for r in template["Resources"].values() if r.get("Type") == "AWS::Serverless::Function")
-    size = bundle.stat().st_size / 2**20
-    print(f"check_package: {template_file} ({functions} functions) and {bundle} ({size:.1f} MiB) look deployable")
+    stats = bundle_stats(bundle)
+    print(
+        f"check_package: {template_file} ({functions} functions) and {bundle} ({stats['bytes'] / 2**20:.1f} MiB: "
+        f"{stats['bytes']} bytes, {stats['files']} files; app.py + chalicelib/: {stats['own_files']} files, "
+        f"{stats['own_python_lines']} non-blank Python lines) look deployable"
+    )
     return 0
 
 

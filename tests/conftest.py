@@ -14,8 +14,8 @@ from moto import mock_aws
 
 from chalicelib.bootstrap import AwsClients, Container, bootstrap
 from chalicelib.logs import JsonFormatter
-from chalicelib.schema import create_tables
 from chalicelib.settings import Settings, TableNames, settings_from_env
+from devstack.tables import create_tables
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "providers"

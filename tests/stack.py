@@ -1,4 +1,4 @@
-"""Test harness for the local stack (``python -m chalicelib.local``) and its embedded DynamoDB.
+"""Test harness for the local stack (``python -m devstack``) and its embedded DynamoDB.
 
 ``LocalStack`` runs the real stack as a subprocess on free ports (port 0), with its own state dir, config and
 environment, waits for its ``MODEL_CATALOG_READY`` line and for ``/api/v1/health``, and stops it with SIGTERM,
@@ -32,8 +32,8 @@ import boto3
 import requests
 from botocore.config import Config as BotoConfig
 
-from chalicelib.local.dynamodb import DynamoProcess
-from chalicelib.local.stack import READY_PREFIX
+from devstack.dynamodb import DynamoProcess
+from devstack.stack import READY_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
 _INHERITED_PREFIXES = ("MODEL_CATALOG_",)
@@ -117,7 +117,7 @@ class StackStartError(AssertionError):
 
 
 class LocalStack:
-    """``python -m chalicelib.local`` as a subprocess, on free ports, with the test's state dir and config."""
+    """``python -m devstack`` as a subprocess, on free ports, with the test's state dir and config."""
 
     def __init__(
         self,
@@ -170,7 +170,7 @@ class LocalStack:
         self.returncode = None
         self._ready_event.clear()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.local"],
+            [sys.executable, "-m", "devstack"],
             cwd=REPO,
             env=self.environment(**env_overrides),
             stdin=subprocess.DEVNULL,
@@ -432,8 +432,8 @@ class EmbeddedDynamo:
 
     def create_tables(self) -> Any:
         """The tables of infra/tables.json (default names); returns their TableNames."""
-        from chalicelib.schema import create_tables
         from chalicelib.settings import TableNames
+        from devstack.tables import create_tables
 
         names = TableNames()
         create_tables(self.client(), names)

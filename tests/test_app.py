@@ -12,8 +12,8 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames, settings_from_env
+from devstack.tables import create_tables
 from tests.conftest import REPO, wired
 from tests.fakes.provider_server import FakeProviderServer, fixture_json
 

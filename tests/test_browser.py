@@ -1,4 +1,4 @@
-"""The web page in headless Chromium against the local stack (`python -m chalicelib.local`, as `make run`).
+"""The web page in headless Chromium against the local stack (`python -m devstack`, as `make run`).
 
 A fake models.dev-style registry is the only provider. The page signs in from ``/#token=…``, shows the
 catalog, and a model added by a refresh started outside the page appears within 2 s without a reload.

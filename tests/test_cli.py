@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib import cli
+import catalog_cli as cli
+from catalog_cli import commands, watch
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "stub-token-123"
@@ -131,7 +132,7 @@ def stub() -> Iterator[StubApi]:
 def _no_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(cli.URL_ENV, raising=False)
     monkeypatch.delenv(cli.TOKEN_ENV, raising=False)
-    monkeypatch.setattr(cli, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(watch, "BACKOFF_BASE_S", 0.01)
 
 
 def run(stub: StubApi, *argv: str) -> int:
@@ -367,19 +368,21 @@ def test_non_json_answer_is_reported(stub: StubApi, capsys: pytest.CaptureFixtur
     assert "not JSON" in capsys.readouterr().err
 
 
-def test_module_entry_point_runs_as_a_subprocess(stub: StubApi) -> None:
+@pytest.mark.parametrize("module", ["chalicelib.cli", "catalog_cli"])
+def test_module_entry_point_runs_as_a_subprocess(stub: StubApi, module: str) -> None:
     stub.route("GET", "/api/v1/models", body=MODELS)
     env = {**os.environ, cli.URL_ENV: stub.url, cli.TOKEN_ENV: TOKEN}
 
-    ok = subprocess.run([sys.executable, "-m", "chalicelib.cli", "models", "--json"], cwd=REPO, env=env,
+    ok = subprocess.run([sys.executable, "-m", module, "models", "--json"], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["revision"] == 7
 
-    usage = subprocess.run([sys.executable, "-m", "chalicelib.cli", "refresh", "--provider"], cwd=REPO, env=env,
+    usage = subprocess.run([sys.executable, "-m", module, "refresh", "--provider"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2
     assert "expected one argument" in usage.stderr
+    assert f"usage: python -m {module} refresh" in usage.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -403,7 +406,7 @@ class FakeService:
 def fake_service(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeService]:
     def install(**kwargs: Any) -> FakeService:
         service = FakeService(**kwargs)
-        monkeypatch.setattr(cli, "tick_service", lambda: service)
+        monkeypatch.setattr(commands, "tick_service", lambda: service)
         return service
 
     return install
@@ -608,7 +611,7 @@ def test_watch_unreachable_service_exits_3(capsys: pytest.CaptureFixture[str]) -
 
 
 # ---------------------------------------------------------------------------------------------------------
-# end to end: the CLI as a subprocess against the local stack (`python -m chalicelib.local`)
+# end to end: the CLI as a subprocess against the local stack (`python -m devstack`)
 
 INTERVAL_MS = 6000  # long enough that a loaded machine's CLI start-up (~1 s each) never spans it
 DEPLOYMENT_ID = "cli-e2e-deployment"

@@ -34,7 +34,6 @@ from chalicelib.core.manifest import Manifest
 from chalicelib.errors import RefreshInProgress
 from chalicelib.events import EventPublisher, Fanout
 from chalicelib.refresh import LEASE_MARGIN_MS, RefreshEngine
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
 from chalicelib.storage.catalog import CatalogStore, manifest_item
 from chalicelib.storage.commit import CatalogCommit
@@ -42,6 +41,7 @@ from chalicelib.storage.connections import ConnectionStore
 from chalicelib.storage.journal import EventJournal
 from chalicelib.storage.lock import LeaseLock
 from chalicelib.storage.state import decode_state
+from devstack.tables import create_tables
 from tests.faults import SITES, CatalogChecker, CatalogState, DynamoFaults, build_engine
 from tests.stack import REPO
 from tests.test_refresh import CatalogWrites, FakeFetcher

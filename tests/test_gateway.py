@@ -1,4 +1,4 @@
-"""The local WebSocket gateway (chalicelib/local/gateway.py) against a tiny fake app, real WebSocket clients
+"""The local WebSocket gateway (devstack/gateway.py) against a tiny fake app, real WebSocket clients
 and a real boto3 ``apigatewaymanagementapi`` client — independent of the catalog core."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from botocore.config import Config as BotoConfig
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chalicelib.local.gateway import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, LocalWebSocketGateway, text_frames
+from devstack.gateway import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, LocalWebSocketGateway, text_frames
 
 GOOD = "good-token"
 

@@ -1,4 +1,4 @@
-"""The local stack behind ``make run``: the real ``python -m chalicelib.local`` as a subprocess on free ports,
+"""The local stack behind ``make run``: the real ``python -m devstack`` as a subprocess on free ports,
 its embedded DynamoDB (serialized, persisted), the scheduler, the demo registry and the bundled config."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from chalicelib.catalog_config import CatalogOptions, load_config
-from chalicelib.local.demo_registry import DEMO_REGISTRY_FILE
-from chalicelib.local.scheduler import LocalScheduler
 from chalicelib.settings import EXAMPLE_CONFIG
+from devstack.demo_registry import DEMO_REGISTRY_FILE
+from devstack.scheduler import LocalScheduler
 from tests.stack import EmbeddedDynamo, LocalStack, pid_alive, port_is_free
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,6 +213,35 @@ def test_the_scheduler_fires_at_start_and_then_every_tick(tmp_path: Path, demo_o
         local.stop()
 
 
+def test_log_lines_are_json_when_stderr_is_not_a_terminal(stack: LocalStack) -> None:
+    """The default (``auto``) with stderr on a pipe: JSON lines, from the stack and from its DynamoDB child."""
+    lines = {}
+    for line in stack.stderr_text.splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            lines.setdefault(entry["message"], entry)
+    assert lines["local stack ready"]["logger"] == "model_catalog.local.stack"
+    assert lines["local stack ready"]["http_url"] == stack.http_url
+    assert lines["embedded DynamoDB serving"]["logger"] == "model_catalog.local.dynamodb"
+
+
+def test_human_log_lines_when_asked(tmp_path: Path, demo_only: Path) -> None:
+    """MODEL_CATALOG_LOG_FORMAT=human: short lines, also from the DynamoDB child; no colour on a pipe."""
+    local = LocalStack(tmp_path, config=demo_only, env={"MODEL_CATALOG_LOG_FORMAT": "human"})
+    local.start()
+    wait_until(lambda: "scheduled tick done" in local.stderr_text, timeout=60, what="the start-up tick")
+    local.stop()
+    stderr = local.stderr_text
+    time_level = r"^\d\d:\d\d:\d\d INFO  "
+    assert re.search(time_level + rf"stack +local stack ready  http_url={re.escape(local.http_url)} ws_url=ws://",
+                     stderr, re.MULTILINE), stderr
+    assert re.search(time_level + r"dynamodb +embedded DynamoDB serving  endpoint=http://127\.0\.0\.1:\d+ ",
+                     stderr, re.MULTILINE), stderr
+    assert re.search(time_level + r"scheduler +scheduled tick done  .*ran=true", stderr, re.MULTILINE), stderr
+    assert not [line for line in stderr.splitlines() if line.startswith("{")], stderr
+    assert "\x1b[" not in stderr
+
+
 def test_an_external_dynamodb_endpoint_replaces_the_embedded_one(tmp_path: Path, demo_only: Path) -> None:
     with EmbeddedDynamo() as external:
         local = LocalStack(tmp_path, config=demo_only, env={"MODEL_CATALOG_DYNAMODB_ENDPOINT": external.endpoint})
@@ -295,6 +324,7 @@ def test_a_bad_config_exits_2_naming_file_and_key(tmp_path: Path, case: str) -> 
         ("MODEL_CATALOG_HTTP_PORT", "eighty"),
         ("MODEL_CATALOG_TICK_SECONDS", "-1"),
         ("MODEL_CATALOG_RESET", "please"),
+        ("MODEL_CATALOG_LOG_FORMAT", "yaml"),
     ],
 )
 def test_a_bad_environment_override_exits_2(tmp_path: Path, variable: str, value: str) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
 from chalicelib.storage.lock import LeaseLock
+from devstack.tables import create_tables
 from tests.stack import EmbeddedDynamo, dynamodb_client
 
 THREADS = 8

@@ -21,8 +21,8 @@ from chalicelib.errors import ProviderError
 from chalicelib.oauth import GrantRejected, OAuthSession, OAuthTokenStore, TokenGrant, TokenRecord
 from chalicelib.providers import ProviderFetcher
 from chalicelib.providers.managed_oauth import parse_grant
-from chalicelib.schema import create_tables
 from chalicelib.settings import TableNames
+from devstack.tables import create_tables
 from tests.conftest import FakeClock
 from tests.fakes import FakeProviderServer, fixture_json
 

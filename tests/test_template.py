@@ -275,9 +275,8 @@ def test_every_function_has_its_own_role_with_the_access_policy_and_only_its_log
 
 # --- the policy against the code --------------------------------------------------------------------------------
 
-# Deployed code = chalicelib minus the local stack (moto, the local gateway) and schema.py (creates tables for the
-# local stack and tests; the deployed functions never create tables).
-NOT_DEPLOYED = ("chalicelib/local/", "chalicelib/schema.py")
+# Deployed code = chalicelib/, all of it: the local stack (devstack/) and the CLI (catalog_cli/) live
+# outside it and are not in the bundle (test_bundle_holds_only_the_deployed_code).
 CLIENT_RECEIVER = re.compile(r"(?i)(client|dynamodb|kms|ssm|secret)")
 CALL = re.compile(r"\.\s*(?P<operation>\w+)\s*\(")
 RECEIVER = re.compile(r"(\w+(?:\([^()]*\))?)\s*$")  # what precedes the dot: `_client`, `client("ssm")`
@@ -314,8 +313,6 @@ def _actions_used_by_the_code() -> tuple[set[str], list[str]]:
     transacts = False
     for path in sorted((ROOT / "chalicelib").rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
-        if relative.startswith(NOT_DEPLOYED):
-            continue
         source = path.read_text()
         transact_items.update(TRANSACT_ITEM.findall(source))
         if "websocket_api" in source and re.search(r"\.(send|close)\(", source):
@@ -418,6 +415,39 @@ def test_bundle_carries_linux_wheels_for_the_runtime(build_dir: Path, resources:
     assert f"pydantic_core/_pydantic_core.cpython-3{version}-x86_64-linux-gnu.so" in names
     assert {"app.py", "chalicelib/bootstrap.py", STAGE_CONFIG["environment_variables"]["MODEL_CATALOG_CONFIG"]} <= names
     assert not any(name.startswith(("tests/", ".chalice/", "infra/")) for name in names)
+
+
+def test_bundle_holds_only_the_deployed_code(build_dir: Path) -> None:
+    """Chalice bundles app.py and chalicelib/: the local stack, the CLI and the demo data live outside it."""
+    import check_package
+
+    with zipfile.ZipFile(build_dir / "deployment.zip") as bundle:
+        names = set(bundle.namelist())
+    own = {name for name in names if (name == "app.py" or name.startswith("chalicelib/")) and "__pycache__" not in name}
+    source = {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*") if path.is_file()}
+    assert own == {"app.py"} | {name for name in source if "__pycache__" not in name}
+    assert not any(name.startswith(("devstack/", "catalog_cli/", "chalicelib/local/")) for name in names)
+    assert not any(name.endswith("demo_registry.json") for name in names)
+    assert "chalicelib/schema.py" not in names
+    assert check_package.check_no_tooling(names) == []
+
+
+def test_check_package_names_tooling_that_slipped_into_the_bundle() -> None:
+    import check_package
+
+    problems = check_package.check_no_tooling(
+        ["app.py", "chalicelib/settings.py", "devstack/stack.py", "devstack/gateway.py", "catalog_cli/main.py",
+         "chalicelib/local/demo_registry.json", "chalicelib/data/demo_registry.json", "tests/test_app.py"]
+    )
+
+    assert sorted(problem.split(" must not be in the Lambda bundle", 1)[0] for problem in problems) == [
+        "catalog_cli/", "chalicelib/data/demo_registry.json", "chalicelib/local/", "devstack/", "tests/"]
+    joined = "\n".join(problems)
+    for path in ("devstack/stack.py", "devstack/gateway.py", "catalog_cli/main.py", "chalicelib/local/demo_registry.json",
+                 "chalicelib/data/demo_registry.json", "tests/test_app.py"):
+        assert path in joined
+    assert "chalicelib/settings.py" not in joined
+    assert check_package.check_no_tooling(["app.py", "chalicelib/settings.py", "chalicelib/static/app.js"]) == []
 
 
 # --- lint and the checker ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The WebSocket protocol (docs/reference.md §3) end to end: real WebSocket clients against the local stack (`python -m chalicelib.local`).
+"""The WebSocket protocol (docs/reference.md §3) end to end: real WebSocket clients against the local stack (`python -m devstack`).
 
 One stack serves the whole module (starting it is the slow part); every test reads the current position from
 its own ``subscribed`` frame, so the tests do not depend on each other's order. The demo registry is the only

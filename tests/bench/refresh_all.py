@@ -108,7 +108,7 @@ def run(quick: bool) -> ScenarioResult:
         f"{count} OpenAI-compatible providers, each its own `FakeProviderServer` (threaded HTTP server on its own "
         f"127.0.0.1 port, like {count} different hosts), answering `GET /v1/models` after `delay={delay}` s with 13 "
         "models.",
-        "A fresh local stack per configuration (`python -m chalicelib.local` via `tests/stack.py`: embedded "
+        "A fresh local stack per configuration (`python -m devstack` via `tests/stack.py`: embedded "
         "serialized moto DynamoDB child process, Chalice local HTTP server), `refresh_on_start = false`.",
         f"Configurations: the default `fetch_concurrency` ({default}; the goals are judged on it)"
         + (f", `fetch_concurrency = {count}` (one thread per provider)" if default < count else "")

@@ -63,7 +63,7 @@ def render(results: list[ScenarioResult], machine: dict[str, str], options: dict
         "",
         "## Method (all scenarios)",
         "",
-        "- Everything runs against the real local stack of `make run` (`python -m chalicelib.local`, started by "
+        "- Everything runs against the real local stack of `make run` (`python -m devstack`, started by "
         "`tests/stack.py`'s `LocalStack` on ephemeral ports with a throw-away state directory, "
         "`MODEL_CATALOG_REFRESH_ON_START=0` and a 1 h tick so that no scheduled run interferes). The stack process "
         "runs the Chalice HTTP API (`chalice.local`, one thread per connection), the WebSocket gateway, the demo "

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.local import LambdaContext
 from chalicelib.logs import get_logger
+from devstack import LambdaContext
 
 log = get_logger("local.scheduler")
 

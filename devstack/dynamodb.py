@@ -2,7 +2,7 @@
 
 Run as its own process (own GIL, own crash domain)::
 
-    python -m chalicelib.local.dynamodb --port 0 --state-dir .local/state
+    python -m devstack.dynamodb --port 0 --state-dir .local/state
 
 It prints ``MODEL_CATALOG_DYNAMODB_READY {"port": ..., "endpoint": ...}`` on stdout once it serves.
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.logs import get_logger
+from devstack.logformat import install_log_format, log_format_choice
 
 log = get_logger("local.dynamodb")
 
@@ -548,7 +549,7 @@ class EmbeddedDynamoServer:
 
 # -- the child process, seen from the parent --------------------------------------------------------------
 class DynamoProcess:
-    """Starts ``python -m chalicelib.local.dynamodb`` and knows its endpoint.
+    """Starts ``python -m devstack.dynamodb`` and knows its endpoint.
 
     The child cannot outlive us: it gets SIGTERM when we die (``PR_SET_PDEATHSIG`` on Linux) and it also
     exits when its stdin (a pipe we hold) reaches EOF, which happens however we die.
@@ -565,7 +566,7 @@ class DynamoProcess:
         startup_timeout_s: float = 30.0,
         switch_interval_s: float | None = None,
     ):
-        self._args = [sys.executable, "-m", "chalicelib.local.dynamodb", "--port", str(port), "--watch-stdin"]
+        self._args = [sys.executable, "-m", "devstack.dynamodb", "--port", str(port), "--watch-stdin"]
         if state_dir is not None:
             self._args += ["--state-dir", str(state_dir)]
         if not serialize:
@@ -583,7 +584,7 @@ class DynamoProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        project_dir = Path(__file__).resolve().parents[2]
+        project_dir = Path(__file__).resolve().parents[1]
         self.process = subprocess.Popen(
             self._args,
             stdin=subprocess.PIPE,
@@ -645,7 +646,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.local.dynamodb", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.dynamodb", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", type=Path, default=None, help="persist tables here (default: in memory)")
@@ -657,6 +658,11 @@ def main(argv: list[str] | None = None) -> int:
         "--switch-interval", type=float, default=None, help="test-only: sys.setswitchinterval, to widen races"
     )
     args = parser.parse_args(argv)
+    try:  # the stack passes down the format it chose (its stderr is ours)
+        install_log_format(log_format_choice(os.environ))
+    except ValueError as exc:
+        print(f"model-catalog: {exc}", file=sys.stderr)
+        return 2
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
 

@@ -4,9 +4,13 @@
 - ``gateway``   — WebSocket gateway + ``@connections`` management API, shaped like API Gateway's
 - ``scheduler`` — fires the scheduled function like the EventBridge rule
 - ``demo_registry`` — serves the bundled models.dev-style ``demo_registry.json``
-- ``stack``     — starts and stops all of it around the Chalice app (``python -m chalicelib.local``)
+- ``stack``     — starts and stops all of it around the Chalice app (``python -m devstack``)
+- ``tables``    — creates the tables of ``infra/tables.json`` (also used by the tests)
+- ``logformat`` — short, coloured log lines for a terminal (``MODEL_CATALOG_LOG_FORMAT``)
 
-Nothing here is imported by the deployed functions.
+Nothing here is imported by the deployed functions, and none of it is in the deployment zip: this package lives
+outside ``chalicelib/``, and chalice bundles only ``app.py`` and ``chalicelib/`` (``infra/check_package.py``
+fails the build if any of it shows up there).
 """
 
 from __future__ import annotations

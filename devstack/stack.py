@@ -3,10 +3,12 @@
 Start order (each step only after the previous one worked; a failure stops what already runs):
 
 1. Read the stack's own variables and the app's settings — a config that cannot be used exits 2 at once with
-   the ConfigError message (file, key, problem) before anything starts.
+   the ConfigError message (file, key, problem) before anything starts. The log format is chosen here
+   (``MODEL_CATALOG_LOG_FORMAT``, ``devstack/logformat.py``: human lines on a terminal, else JSON) and handed
+   down to the DynamoDB child.
 2. Reserve the listening sockets (HTTP, WebSocket, ``@connections``, demo registry), so that "port in use"
    is reported before anything heavy starts and the URLs are known before the app is imported.
-3. The embedded DynamoDB child (``python -m chalicelib.local.dynamodb``), unless
+3. The embedded DynamoDB child (``python -m devstack.dynamodb``), unless
    ``MODEL_CATALOG_DYNAMODB_ENDPOINT`` names another one; the tables of ``infra/tables.json`` are created.
 4. The app's environment is completed (endpoints, URLs) and the Chalice app is imported.
 5. Demo registry, WebSocket gateway, Chalice's local HTTP server, then the scheduler (whose first tick, right
@@ -16,7 +18,7 @@ Ctrl-C / SIGTERM stops it in reverse order: scheduler, gateway (clients closed w
 registry, then DynamoDB (final snapshot). Exit status 0; every port is free afterwards. A second Ctrl-C
 forces the exit.
 
-The stack's own environment variables (CONTRACT §1) are read here, not in ``chalicelib.settings``: they
+The stack's own environment variables (docs/reference.md §1) are read here, not in ``chalicelib.settings``: they
 configure this development tool, never the deployed functions.
 """
 
@@ -36,18 +38,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.local.dynamodb import DynamoProcess
+from chalicelib.errors import ConfigError
 from chalicelib.logs import get_logger
-from chalicelib.settings import ConfigError, Settings, schedule_rate_minutes, settings_from_env
+from chalicelib.settings import Settings, schedule_rate_minutes, settings_from_env
+from devstack.dynamodb import DynamoProcess
+from devstack.logformat import AUTO, LOG_FORMAT_ENV, install_log_format, log_format_choice
 
 log = get_logger("local.stack")
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 READY_PREFIX = "MODEL_CATALOG_READY "
 HOST = "127.0.0.1"
 WS_STAGE = "local"
@@ -64,7 +68,7 @@ class StartupError(Exception):
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """The stack's own settings (CONTRACT §1's `make run` variables)."""
+    """The stack's own settings (the `make run` variables of docs/reference.md §1)."""
 
     http_port: int = 8000
     ws_port: int = 8001
@@ -73,6 +77,7 @@ class LocalOptions:
     reset: bool = False
     dynamodb_endpoint: str | None = None
     test_hooks: bool = False
+    log_format: str = AUTO  # auto | human | json; main() resolves auto before the stack starts
 
     @property
     def embedded_dynamodb(self) -> bool:
@@ -88,6 +93,7 @@ class LocalOptions:
             reset=_flag(environ, "MODEL_CATALOG_RESET"),
             dynamodb_endpoint=(environ.get("MODEL_CATALOG_DYNAMODB_ENDPOINT") or "").strip() or None,
             test_hooks=_flag(environ, "MODEL_CATALOG_LOCAL_TEST_HOOKS"),
+            log_format=_log_format(environ),
         )
 
 
@@ -115,6 +121,13 @@ def _positive_seconds(environ: Mapping[str, str], name: str, default: float) -> 
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"environment variable {name}={raw!r}: must be a positive number of seconds")
     return value
+
+
+def _log_format(environ: Mapping[str, str]) -> str:
+    try:
+        return log_format_choice(environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -294,7 +307,7 @@ def create_tables(endpoint: str | None, region: str, settings: Settings) -> None
     import boto3
     from botocore.config import Config as BotoConfig
 
-    from chalicelib.schema import create_tables as create
+    from devstack.tables import create_tables as create
 
     client = boto3.client(
         "dynamodb",
@@ -336,7 +349,9 @@ class LocalStack:
         registry_url = f"http://{HOST}:{_bound_port(self.sockets['registry'])}/api.json"
 
         if options.embedded_dynamodb:
-            self.dynamo = DynamoProcess(state_dir=options.state_dir, env={**os.environ, **self.environ})
+            # The child writes its log lines to our stderr, in the format we chose.
+            child_env = {**os.environ, **self.environ, LOG_FORMAT_ENV: options.log_format}
+            self.dynamo = DynamoProcess(state_dir=options.state_dir, env=child_env)
             try:
                 self.dynamo.start()
             except RuntimeError as exc:
@@ -363,9 +378,9 @@ class LocalStack:
             log.exception("importing app.py failed")
             raise StartupError(f"importing app.py failed: {exc}") from None
 
-        from chalicelib.local.demo_registry import DemoRegistryServer
-        from chalicelib.local.gateway import LocalWebSocketGateway
-        from chalicelib.local.scheduler import LocalScheduler
+        from devstack.demo_registry import DemoRegistryServer
+        from devstack.gateway import LocalWebSocketGateway
+        from devstack.scheduler import LocalScheduler
 
         self.registry = DemoRegistryServer(sock=self.sockets.pop("registry"), test_hooks=options.test_hooks)
         self.registry.start()
@@ -476,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"model-catalog: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
+    options = replace(options, log_format=install_log_format(options.log_format))
     _configure_log_level(settings.log_level)
 
     stop_requested = threading.Event()

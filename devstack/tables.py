@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib.settings import TableNames
 
-# Shipped inside the package too (deployed code never creates tables, but tests and the local stack do).
+# Not in the Lambda bundle: deployed code never creates tables (CloudFormation does); tests and the local stack do.
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "infra" / "tables.json"
 
 

@@ -59,8 +59,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from chalicelib.local import LambdaContext
 from chalicelib.logs import get_logger
+from devstack import LambdaContext
 
 log = get_logger("local.gateway")
 

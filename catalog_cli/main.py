@@ -1,0 +1,136 @@
+"""The command-line client: ``python -m chalicelib.cli <command>`` (docs/reference.md §5) or ``python -m catalog_cli``.
+
+Every command but ``tick`` is a client of the REST/WebSocket API (``--url``/``--token`` or
+``MODEL_CATALOG_URL``/``MODEL_CATALOG_API_TOKEN``). ``tick`` runs the scheduled due-check in-process,
+against DynamoDB with the caller's AWS credentials and the service's own settings, so any scheduler
+(cron, a Kubernetes CronJob…) can drive refreshes.
+
+Exit codes: 0 ok · 1 some providers failed (or the service answered with an error) · 2 usage or
+config error (bad arguments, missing/wrong token, bad config) · 3 the service could not be reached.
+
+This module parses the arguments and runs a command. The rest of the package: ``client`` (HTTP client, errors,
+exit codes), ``commands`` (one function per command), ``format`` (tables and diffs), ``watch`` (the WebSocket
+subscriber). It is a tool, not Lambda code: chalice bundles ``app.py`` and ``chalicelib/`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from catalog_cli.client import DEFAULT_URL, EXIT_OK, EXIT_USAGE, TOKEN_ENV, URL_ENV, ApiClient, CliError
+from catalog_cli.commands import COMMANDS, cmd_tick
+
+PROG = "python -m chalicelib.cli"  # the documented name (docs/reference.md §5)
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    def connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
+        parser.add_argument("--url", default=default, help=f"service base URL (env {URL_ENV}; default {DEFAULT_URL})")
+        parser.add_argument("--token", default=default, help=f"API bearer token (env {TOKEN_ENV})")
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Client for the model-catalog service.",
+        epilog="exit codes: 0 ok, 1 some providers failed, 2 usage or config error, 3 service unreachable",
+    )
+    connection_options(parser, None)
+    # The options work after the command too (`cli models --url ...`); SUPPRESS keeps the top-level value.
+    common = argparse.ArgumentParser(add_help=False)
+    connection_options(common, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+
+    providers = commands.add_parser("providers", parents=[common], help="list providers and their refresh state")
+    providers.add_argument("--json", action="store_true", help="print the API response as JSON")
+
+    models = commands.add_parser("models", parents=[common], help="list models")
+    models.add_argument("--provider", metavar="ID", help="only this provider's models")
+    models.add_argument("--json", action="store_true", help="print the API response as JSON")
+
+    refresh = commands.add_parser("refresh", parents=[common], help="refresh now (all providers by default)")
+    scope = refresh.add_mutually_exclusive_group()
+    scope.add_argument("--provider", metavar="ID", help="refresh only this provider")
+    scope.add_argument("--oauth", action="store_true", help="refresh only managed_oauth providers")
+    refresh.add_argument("--json", action="store_true", help="print the RefreshResult as JSON")
+    refresh.add_argument(
+        "--wait", type=_non_negative_float, default=60.0, metavar="SECONDS",
+        help="how long to keep retrying while another refresh is running (default 60)",
+    )
+
+    status = commands.add_parser("status", parents=[common], help="refresh settings, last run and next due time")
+    status.add_argument("--json", action="store_true", help="print the API response as JSON")
+
+    watch = commands.add_parser("watch", parents=[common], help="print catalog changes as they happen")
+    watch.add_argument("--count", type=_positive_int, metavar="N", help="exit after N change events")
+    watch.add_argument("--json", action="store_true", help="print each event as one JSON line")
+    watch.add_argument("--ws-url", metavar="URL", help="WebSocket URL (default: from the service's client-config)")
+
+    tick = commands.add_parser(
+        "tick", help="run the scheduled due-check now, against DynamoDB with your AWS credentials"
+    )
+    tick.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    return parser
+
+
+def client_token(args: argparse.Namespace) -> str:
+    return args.token or os.environ.get(TOKEN_ENV) or ""
+
+
+def make_client(args: argparse.Namespace) -> ApiClient:
+    url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CliError(f"--url / {URL_ENV} must be an http(s) URL, got {url!r}", EXIT_USAGE)
+    token = client_token(args)
+    if not token:
+        raise CliError(f"no API token: pass --token or set {TOKEN_ENV}", EXIT_USAGE)
+    return ApiClient(url, token)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, prog: str = PROG) -> int:
+    out = out or sys.stdout
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on errors and 0 on --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "tick":
+            return cmd_tick(args, out)
+        return COMMANDS[args.command](make_client(args), args, out)
+    except CliError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        # Ctrl-C is how `watch` is meant to end; elsewhere it is the usual 130.
+        return EXIT_OK if args.command == "watch" else 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
