@@ -28,7 +28,7 @@ MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 FORBIDDEN_PLAIN_VARIABLES = ("MODEL_CATALOG_API_TOKEN",)
 # The project's code in the bundle: what chalice takes from the project (app.py, chalicelib/). Everything else in
 # the zip is a dependency (requirements.txt) or chalice's own runtime.
-REQUIRED_FILES = ("app.py", "chalicelib/settings.py")
+REQUIRED_FILES = ("app.py", "chalicelib/settings.py", "chalicelib/bootstrap.py")
 # Tooling that must never ship to Lambda: the local stack (devstack/, formerly chalicelib/local/), the CLI
 # (catalog_cli/), the tests, and the local stack's demo data wherever it would end up.
 TOOLING_PREFIXES = ("devstack/", "catalog_cli/", "tests/", "chalicelib/local/")
@@ -204,7 +204,8 @@ def _check_config(content: bytes, member: str, environment: dict[str, str]) -> l
     """Validate the bundled config the way the deployed functions will (https-only unless the stage allows)."""
     import tempfile
 
-    from chalicelib.settings import ConfigError, load_config
+    from chalicelib.catalog_config import load_config
+    from chalicelib.errors import ConfigError
 
     allow_private = (environment.get("MODEL_CATALOG_ALLOW_PRIVATE_URLS") or "0").strip().lower() in ("1", "true", "yes")
     with tempfile.TemporaryDirectory() as directory:
