@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test package lint-infra bench lint clean venv
+.PHONY: run test test-fast package lint-infra bench lint clean venv
 
 venv: $(STAMP)
 
@@ -25,9 +25,14 @@ run: $(STAMP)
 	@if [ "$(RESET)" = "1" ]; then MODEL_CATALOG_RESET=1 exec $(PY) -m devstack; \
 	 else exec $(PY) -m devstack; fi
 
+# Every tier: tests/unit (pure, fakes), tests/integration (moto, packaging), tests/e2e (the local stack, the
+# browser), tests/bench (the benchmark harness's own smoke test). `make test-fast` is the unit tier alone.
 test: $(STAMP)
 	@bash infra/ensure-chromium.sh
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

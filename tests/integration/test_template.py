@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"  # the .venv's, pinned in requirements-dev.txt
 TABLES = json.loads((ROOT / "infra" / "tables.json").read_text())["tables"]
 CHALICE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())

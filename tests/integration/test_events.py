@@ -1,8 +1,7 @@
-"""The event journal (outbox), message size limits and the publisher, against moto's in-process DynamoDB."""
+"""The event journal (outbox) and the publisher, against moto's in-process DynamoDB."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -10,9 +9,8 @@ from botocore.exceptions import ClientError
 
 from chalicelib.clock import utc_iso as utc_timestamp
 from chalicelib.core.domain import ProviderChange, ProviderFailure, RefreshResult
-from chalicelib.core.events import EVENT_TYPE, build_event_message
-from chalicelib.events import MAX_WIRE_BYTES, EventPublisher, FanoutStats, encode_for_wire
-from chalicelib.events._message import fit_to_wire, wire_size
+from chalicelib.core.events import build_event_message
+from chalicelib.events import EventPublisher, FanoutStats
 from chalicelib.settings import TableNames
 from chalicelib.storage import codec
 from chalicelib.storage.journal import MAX_JOURNAL_BODY_BYTES, EventJournal
@@ -79,67 +77,6 @@ def huge_result(ids_per_provider: int, providers: int = 4, seed_value: int = 7) 
 
 
 # --- message shape ---------------------------------------------------------------------------------------
-
-
-def test_build_event_message_has_the_contract_shape_and_the_rest_payload():
-    refresh = result(revision=4)
-    built = build_event_message(7, EPOCH, "2026-01-01T00:00:00.000Z", refresh)
-    assert built == {
-        "type": EVENT_TYPE,
-        "seq": 7,
-        "epoch": EPOCH,
-        "timestamp": "2026-01-01T00:00:00.000Z",
-        "payload": refresh.model_dump(mode="json"),
-    }
-    assert built["type"] == "event.model_catalog.changed"
-    json.dumps(built)  # JSON-serializable as is
-
-
-def test_utc_timestamp_is_iso_8601_utc_with_z():
-    assert utc_timestamp(0) == "1970-01-01T00:00:00.000Z"
-    assert utc_timestamp(1_700_000_000.25) == "2023-11-14T22:13:20.250Z"
-
-
-# --- truncation -------------------------------------------------------------------------------------------
-
-
-def test_a_small_message_is_left_alone():
-    original = message(1)
-    assert fit_to_wire(original, MAX_WIRE_BYTES) is original
-    assert json.loads(encode_for_wire(original)) == original
-
-
-def test_a_message_over_128kb_is_truncated_to_fit_with_counts_and_provider_ids():
-    original = build_event_message(3, EPOCH, utc_timestamp(0), huge_result(3_000))
-    assert wire_size(original) > MAX_WIRE_BYTES
-    text = encode_for_wire(original)
-    assert len(text.encode("utf-8")) <= MAX_WIRE_BYTES <= 128 * 1024
-    sent = json.loads(text)
-    assert sent["truncated"] is True and sent["payload"]["truncated"] is True
-    assert (sent["type"], sent["seq"], sent["epoch"]) == (EVENT_TYPE, 3, EPOCH)
-    assert sent["payload"]["revision"] == 9
-    assert [c["provider_id"] for c in sent["payload"]["changed"]] == ["p0", "p1", "p2", "p3"]
-    first = sent["payload"]["changed"][0]
-    assert (first["added_count"], first["removed_count"], first["updated_count"]) == (3_000, 750, 375)
-    assert first["added"] == [] and first["provider_name"] == "Provider 0"
-    assert sent["payload"]["unchanged"] == ["quiet"]
-
-
-def test_truncation_still_fits_when_even_the_provider_lists_are_too_big():
-    failed = [ProviderFailure(provider_id=f"prov-{i:05d}", reason="x" * 500) for i in range(2_000)]
-    changed = [ProviderChange(provider_id=f"chg-{i:05d}", provider_name="n" * 40, added=["a"]) for i in range(3_000)]
-    big = RefreshResult(revision=2, changed=changed, unchanged=[f"u-{i}" for i in range(3_000)], failed=failed)
-    sent = json.loads(encode_for_wire(build_event_message(1, EPOCH, utc_timestamp(0), big)))
-    assert len(json.dumps(sent, separators=(",", ":")).encode()) <= MAX_WIRE_BYTES
-    assert sent["truncated"] is True
-    payload = sent["payload"]
-    assert payload["revision"] == 2 and payload["truncated"] is True
-    # Whatever had to go is still counted, so a client knows what it is missing.
-    assert payload["unchanged_count"] == 3_000
-    assert payload.get("failed_count", len(payload["failed"])) == 2_000
-
-
-# --- journal writes ---------------------------------------------------------------------------------------
 
 
 def test_journal_put_action_writes_the_item_in_a_transaction(dynamodb):

@@ -42,9 +42,9 @@ from chalicelib.storage.journal import EventJournal
 from chalicelib.storage.lock import LeaseLock
 from chalicelib.storage.state import decode_state
 from devstack.tables import create_tables
+from tests.fakes.engine import CatalogWrites, FakeFetcher
 from tests.faults import SITES, CatalogChecker, CatalogState, DynamoFaults, build_engine
 from tests.stack import REPO
-from tests.test_refresh import CatalogWrites, FakeFetcher
 
 DEADLINE_MS = 5_000
 LEASE_S = (DEADLINE_MS + LEASE_MARGIN_MS) / 1000

@@ -166,4 +166,4 @@ def test_every_error_fixture_is_covered():
     from tests.fakes import FIXTURES_DIR
 
     provider_errors = {p.stem for p in (FIXTURES_DIR / "errors").glob("*.json") if not p.stem.startswith("oauth_")}
-    assert provider_errors == {c[0] for c in CASES}  # oauth_* are covered by tests/test_oauth.py
+    assert provider_errors == {c[0] for c in CASES}  # oauth_* are covered by tests/integration/test_oauth.py

@@ -261,8 +261,8 @@ class _DoubleHandler(BaseHTTPRequestHandler):
 NEGATIVE_CONTROL = """
 import pytest
 
-from tests.test_schemathesis import TOKEN, ServiceDouble, load_schema
-from tests.test_schemathesis import test_every_operation_answers_as_documented  # noqa: F401
+from tests.e2e.test_schemathesis import TOKEN, ServiceDouble, load_schema
+from tests.e2e.test_schemathesis import test_every_operation_answers_as_documented  # noqa: F401
 
 
 @pytest.fixture(scope="module")

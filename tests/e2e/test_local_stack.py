@@ -26,7 +26,7 @@ from devstack.demo_registry import DEMO_REGISTRY_FILE
 from devstack.scheduler import LocalScheduler
 from tests.stack import EmbeddedDynamo, LocalStack, pid_alive, port_is_free
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURE_REGISTRY = REPO / "tests" / "fixtures" / "providers" / "models_dev_api.json"
 PROTECTED_ROUTES = ("/api/v1/providers", "/api/v1/models", "/api/v1/refresh/status")
 CATALOG_TABLE = "model-catalog-catalog"

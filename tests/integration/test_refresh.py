@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Any
 
 import pytest
 
-from chalicelib.core.domain import Model, model_record, models_fingerprint
+from chalicelib.core.domain import Model, models_fingerprint
 from chalicelib.core.events import build_event_message
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.state import RefreshState
@@ -20,6 +18,7 @@ from chalicelib.storage.commit import CatalogCommit
 from chalicelib.storage.journal import EventJournal
 from chalicelib.storage.lock import LeaseLock
 from chalicelib.storage.state import RefreshStateStore, encode_state
+from tests.fakes.engine import CatalogWrites, FakeFetcher, RecordingPublisher
 
 CONFIG = """
 [model_catalog]
@@ -44,72 +43,6 @@ token_url = "http://127.0.0.1:9/token"
 client_id = "cli"
 refresh_token_env = "GAMMA_REFRESH_TOKEN"
 """
-
-WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
-
-
-class FakeFetcher:
-    """Serves whatever the test put in ``catalog[provider_id]`` (a list of Models or a ProviderError), normalized
-    like the real fetcher: records, sorted by id."""
-
-    def __init__(self) -> None:
-        self.catalog: dict[str, Any] = {}
-        self.delay = 0.0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.calls: list[str] = []
-        self._lock = threading.Lock()
-
-    def set(self, provider_id: str, *ids: str, context: int | None = None) -> None:
-        self.catalog[provider_id] = [Model(provider_id=provider_id, id=i, context_length=context) for i in ids]
-
-    def __call__(self) -> FakeFetcher:
-        return self
-
-    def fetch(self, provider, deadline: float):
-        with self._lock:
-            self.calls.append(provider.id)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(self.delay)
-            value = self.catalog.get(provider.id, [])
-            if isinstance(value, Exception):
-                raise value
-            return [model_record(m) for m in sorted(value, key=lambda m: m.id)]
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-
-    def close(self) -> None:
-        pass
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.messages: list[dict] = []
-
-    def publish(self, message: dict) -> None:
-        self.messages.append(message)
-
-
-class CatalogWrites:
-    """Counts write calls that touch the catalog table (botocore event hook)."""
-
-    def __init__(self, client: Any, table: str):
-        self.count = 0
-        self._table = table
-        client.meta.events.register("before-call.dynamodb.*", self._count)
-
-    def _count(self, model, params, **_: Any) -> None:
-        if model.name not in WRITE_OPS:
-            return
-        tables = {params.get("TableName")} | set(params.get("RequestItems", {}))
-        for action in params.get("TransactItems", []):
-            tables |= {body.get("TableName") for body in action.values()}
-        if self._table in tables:
-            self.count += 1
-
 
 @pytest.fixture
 def world(dynamodb_client, make_settings):

@@ -1,4 +1,4 @@
-"""The OpenAPI document (chalicelib/openapi.py): fast checks, no stack. tests/test_schemathesis.py fuzzes the
+"""The OpenAPI document (chalicelib/entrypoints/openapi.py): fast checks, no stack. tests/e2e/test_schemathesis.py fuzzes the
 running service against it."""
 
 from __future__ import annotations
