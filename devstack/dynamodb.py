@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from chalicelib.clock import utc_iso
 from chalicelib.logs import get_logger
 from devstack.logformat import install_log_format, log_format_choice
 
@@ -220,7 +221,7 @@ def take_snapshot(app: SerializedDynamoApp) -> tuple[dict[str, Any], int]:
     document = {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
-        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "taken_at": utc_iso(timespec="seconds"),
         "regions": regions,
     }
     return document, generation

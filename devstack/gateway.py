@@ -59,6 +59,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from chalicelib.clock import utc_iso
 from chalicelib.logs import get_logger
 from devstack import LambdaContext
 
@@ -129,7 +130,7 @@ def _quiet_logger(name: str) -> logging.Logger:
 
 
 def _iso(epoch_s: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{int(epoch_s * 1000) % 1000:03d}Z"
+    return utc_iso(epoch_s)
 
 
 def _random_id(length: int) -> str:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.clock import utc_iso
 from chalicelib.logs import get_logger
 from devstack import LambdaContext
 
@@ -32,7 +33,7 @@ def scheduled_event(region: str, rule_name: str, now: float | None = None) -> di
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": account,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "time": utc_iso(now, "seconds"),
         "region": region,
         "resources": [f"arn:aws:events:{region}:{account}:rule/{rule_name}"],
         "detail": {},

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.core.events import fit_message
 from chalicelib.logs import get_logger
 from chalicelib.storage import codec
-from chalicelib.storage.dynamo import query_items, to_item
+from chalicelib.storage.dynamo import from_item, query_items, to_item, values
 
 log = get_logger("events")
 
@@ -40,8 +40,16 @@ def packed_size(message: Mapping[str, Any]) -> int:
     return len(codec.pack(message))
 
 
+def _key(epoch: str, seq: int) -> dict[str, Any]:
+    return to_item({"epoch": epoch, "seq": seq})
+
+
+def _seq(item: dict[str, Any]) -> int:
+    return int(from_item({"seq": item["seq"]})["seq"])
+
+
 def _message_of(item: dict[str, Any]) -> dict[str, Any]:
-    return codec.unpack(item["body"]["B"])
+    return codec.unpack(from_item({"body": item["body"]})["body"])
 
 
 class EventJournal:
@@ -87,13 +95,13 @@ class EventJournal:
             ConsistentRead=True,
             KeyConditionExpression="#epoch = :epoch",
             ExpressionAttributeNames={"#epoch": "epoch", "#seq": "seq"},
-            ExpressionAttributeValues={":epoch": {"S": epoch}},
+            ExpressionAttributeValues=values(epoch=epoch),
             ProjectionExpression="#seq",
             ScanIndexForward=False,
             Limit=1,
         )
         items = page.get("Items", [])
-        return int(items[0]["seq"]["N"]) if items else None
+        return _seq(items[0]) if items else None
 
     def replay(
         self, epoch: str, since: int, until: int | None = None, max_events: int = DEFAULT_KEEP
@@ -118,13 +126,9 @@ class EventJournal:
         for item in self._query(
             KeyConditionExpression="#epoch = :epoch AND #seq BETWEEN :low AND :high",
             ExpressionAttributeNames={"#epoch": "epoch", "#seq": "seq"},
-            ExpressionAttributeValues={
-                ":epoch": {"S": epoch},
-                ":low": {"N": str(since + 1)},
-                ":high": {"N": str(until)},
-            },
+            ExpressionAttributeValues=values(epoch=epoch, low=since + 1, high=until),
         ):
-            if int(item["seq"]["N"]) != expected:
+            if _seq(item) != expected:
                 return None  # the oldest kept seq is past since+1, or TTL removed one in the middle
             messages.append(_message_of(item))
             expected += 1
@@ -139,7 +143,7 @@ class EventJournal:
             ConsistentRead=True,
             KeyConditionExpression="#epoch = :epoch",
             ExpressionAttributeNames={"#epoch": "epoch"},
-            ExpressionAttributeValues={":epoch": {"S": epoch}},
+            ExpressionAttributeValues=values(epoch=epoch),
             ScanIndexForward=False,
             Limit=limit,
         )
@@ -157,7 +161,7 @@ class EventJournal:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"epoch": {"S": epoch}, "seq": {"N": str(seq)}},
+                Key=_key(epoch, seq),
                 UpdateExpression="SET #claimed = :until, #claimer = :me",
                 ConditionExpression=(
                     "attribute_exists(#seq) AND #published = :false"
@@ -166,12 +170,7 @@ class EventJournal:
                 ExpressionAttributeNames={
                     "#seq": "seq", "#published": "published", "#claimed": "claimed_until", "#claimer": "claimed_by",
                 },
-                ExpressionAttributeValues={
-                    ":until": {"N": str(int(now + lease_s))},
-                    ":false": {"BOOL": False},
-                    ":now": {"N": str(int(now))},
-                    ":me": {"S": claimer},
-                },
+                ExpressionAttributeValues=values(until=int(now + lease_s), false=False, now=int(now), me=claimer),
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
@@ -181,11 +180,11 @@ class EventJournal:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"epoch": {"S": epoch}, "seq": {"N": str(seq)}},
+                Key=_key(epoch, seq),
                 UpdateExpression="SET #published = :true REMOVE #claimed",
                 ConditionExpression="attribute_exists(#seq)",
                 ExpressionAttributeNames={"#seq": "seq", "#published": "published", "#claimed": "claimed_until"},
-                ExpressionAttributeValues={":true": {"BOOL": True}},
+                ExpressionAttributeValues=values(true=True),
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             pass  # already trimmed away: nothing left to mark
@@ -197,28 +196,24 @@ class EventJournal:
         boundary = latest_seq - keep
         if boundary < 1:
             return 0
-        expires_at = str(int(self._clock() + TRIM_GRACE_S))
+        expires_at = int(self._clock() + TRIM_GRACE_S)
         marked = 0
         try:
             for item in self._query(
                 KeyConditionExpression="#epoch = :epoch AND #seq BETWEEN :low AND :high",
                 ExpressionAttributeNames={"#epoch": "epoch", "#seq": "seq", "#expires": "expires_at"},
-                ExpressionAttributeValues={
-                    ":epoch": {"S": epoch},
-                    ":low": {"N": str(max(1, boundary - sweep + 1))},
-                    ":high": {"N": str(boundary)},
-                },
+                ExpressionAttributeValues=values(epoch=epoch, low=max(1, boundary - sweep + 1), high=boundary),
                 ProjectionExpression="#seq, #expires",
             ):
                 if "expires_at" in item:
                     continue
                 self._client.update_item(
                     TableName=self._table,
-                    Key={"epoch": {"S": epoch}, "seq": item["seq"]},
+                    Key=_key(epoch, _seq(item)),
                     UpdateExpression="SET #expires = :expires",
                     ConditionExpression="attribute_exists(#seq)",
                     ExpressionAttributeNames={"#seq": "seq", "#expires": "expires_at"},
-                    ExpressionAttributeValues={":expires": {"N": expires_at}},
+                    ExpressionAttributeValues=values(expires=expires_at),
                 )
                 marked += 1
         except (ClientError, BotoCoreError) as exc:
