@@ -16,69 +16,69 @@ route = rest.router(app)  # app.route + the error envelope
 PREFIX = "/api/v1"
 
 
-@route("/", methods=["GET"])
+@route("/", scope=None, methods=["GET"])
 def web_page():
     return webpage.index()
 
 
-@route("/assets/{name}", methods=["GET"])
+@route("/assets/{name}", scope=None, methods=["GET"])
 def web_asset(name):
     return webpage.asset(name)
 
 
-@route(f"{PREFIX}/health", methods=["GET"])
+@route(f"{PREFIX}/health", scope=None, methods=["GET"])
 def health():
     return {"status": "ok"}
 
 
-@route(f"{PREFIX}/client-config", methods=["GET"])
+@route(f"{PREFIX}/client-config", scope="read", methods=["GET"])
 def client_config():
     return rest.client_config(runtime())
 
 
-@route(f"{PREFIX}/openapi.json", methods=["GET"])
+@route(f"{PREFIX}/openapi.json", scope=None, methods=["GET"])
 def openapi():
     return openapi_document.document()
 
 
-@route(f"{PREFIX}/providers", methods=["GET"])
+@route(f"{PREFIX}/providers", scope="read", methods=["GET"])
 def list_providers():
     return runtime().service.list_providers()
 
 
-@route(f"{PREFIX}/models", methods=["GET"])
+@route(f"{PREFIX}/models", scope="read", methods=["GET"])
 def list_models():
     return rest.list_models(runtime().service, app.current_request.query_params or {})
 
 
-@route(f"{PREFIX}/refresh/status", methods=["GET"])
+@route(f"{PREFIX}/refresh/status", scope="read", methods=["GET"])
 def refresh_status():
     return runtime().service.refresh_status()
 
 
-@route(f"{PREFIX}/providers:refresh", methods=["POST"])
+@route(f"{PREFIX}/providers:refresh", scope="refresh", methods=["POST"])
 def refresh_all():
     return runtime().service.refresh(scope="all", trigger="manual")
 
 
-@route(f"{PREFIX}/providers:refresh_oauth", methods=["POST"])
+@route(f"{PREFIX}/providers:refresh_oauth", scope="refresh", methods=["POST"])
 def refresh_oauth():
     return runtime().service.refresh(scope="oauth", trigger="manual")
 
 
-@route(f"{PREFIX}/{{resource}}", methods=["POST"])
+@route(f"{PREFIX}/{{resource}}", scope="refresh", methods=["POST"])
 def collection_action(resource):
     return rest.collection_action(runtime().service, resource)
 
 
 # `{provider_id}` holds "<id>:<action>" here: API Gateway allows one variable name per path level, and the
 # route below already uses {provider_id} under /providers.
-@route(f"{PREFIX}/providers/{{provider_id}}", methods=["POST"])
+@route(f"{PREFIX}/providers/{{provider_id}}", scope="refresh", methods=["POST"])
 def provider_action(provider_id):
     return rest.provider_action(runtime().service, provider_id)
 
 
-@route(f"{PREFIX}/providers/{{provider_id}}/refresh", methods=["POST"])
+@route(f"{PREFIX}/providers/{{provider_id}}/refresh", scope="refresh", methods=["POST"])
 def refresh_provider(provider_id):
     return rest.refresh_one(runtime().service, provider_id)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from chalicelib.auth import Authenticator
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import EventPublisher, WebsocketSender
     from chalicelib.oauth import OAuthTokenStore
@@ -104,7 +105,7 @@ class Container:
     engine: RefreshEngine
     service: CatalogService
     websocket: WebsocketHandlers
-    api_token: Callable[[], str | None]
+    authenticator: Authenticator
     fetcher_factory: Callable[[], Fetcher]
 
     def public_ws_url(self) -> str | None:
@@ -126,7 +127,7 @@ def bootstrap(
 ) -> Container:
     """Wire the service. Every argument has a production default; tests pass moto clients (``aws``), a fake
     fetcher, a fake ``send`` and a fake ``clock``."""
-    from chalicelib.auth import token_checker
+    from chalicelib.auth import Authenticator
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import EventPublisher, Fanout, WebsocketSender
     from chalicelib.refresh import RefreshEngine
@@ -175,9 +176,9 @@ def bootstrap(
         publish_pending=publisher.publish_pending,
         clock=clock,
     )
-    api_token = _api_token_source(settings, secrets)
+    authenticator = Authenticator(_api_token_source(settings, secrets))
     websocket = WebsocketHandlers(
-        token_check=token_checker(api_token),
+        token_check=lambda presented: authenticator.identify(presented) is not None,
         connections=connections,
         journal=journal,
         position=service.position,
@@ -197,7 +198,7 @@ def bootstrap(
         engine=engine,
         service=service,
         websocket=websocket,
-        api_token=api_token,
+        authenticator=authenticator,
         fetcher_factory=fetcher_factory,
     )
 

@@ -19,7 +19,7 @@ OPENAPI_VERSION = "3.1.0"
 PREFIX = "/api/v1"
 REF = "#/components/schemas/{model}"
 
-# `security: []` on an operation lifts the document-wide bearer requirement (api.PUBLIC_PATHS).
+# `security: []` on an operation lifts the document-wide bearer requirement (the routes declared with scope=None).
 PUBLIC: list[dict[str, Any]] = []
 
 _cache: dict[str, Any] | None = None

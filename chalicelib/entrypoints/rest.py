@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from chalice import Response
 
-from chalicelib.auth import token_matches
+from chalicelib.auth import Scope, scope_allows
 from chalicelib.errors import (
     BadRequest,
     CatalogError,
@@ -32,8 +32,15 @@ if TYPE_CHECKING:
 
 log = get_logger("api")
 
-# Routes anyone may call: the health check, the API description and the web page shell (it asks for the token).
-PUBLIC_PATHS = {"/api/v1/health", "/api/v1/openapi.json", "/", "/assets/{name}"}
+# The scope each route needs, by (method, resource path), as app.py's routes declare it; None: public (the health
+# check, the API description, the web page shell, which asks for the token itself).
+ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {}
+# A route no one declared (Chalice answers it 403/404/405) still needs a token to learn anything.
+UNDECLARED_SCOPE: Scope = "read"
+
+
+def public_paths() -> set[str]:
+    return {path for (_, path), scope in ROUTE_SCOPES.items() if scope is None}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -53,28 +60,39 @@ def _bearer(headers: Any) -> str | None:
 
 
 def http_middleware(runtime: Callable[[], Container]) -> Callable[[Any, Callable[[Any], Response]], Response]:
-    """Chalice HTTP middleware: bearer auth for every route but the public ones; Chalice's own errors get the
-    envelope too."""
+    """Chalice HTTP middleware: every route but the public ones needs a bearer token with the scope the route
+    declares (401 without a known token, 403 ``insufficient_scope`` with too small a one); Chalice's own errors get
+    the envelope too."""
 
     def middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
-        return _authenticated(runtime, event, get_response)
+        needed = ROUTE_SCOPES.get((event.method, event.path), UNDECLARED_SCOPE)
+        if needed is not None:
+            refused = _refusal(runtime, _bearer(event.headers), needed)
+            if refused is not None:
+                return refused
+        return _enveloped(get_response(event))
 
     return middleware
 
 
-def _authenticated(runtime: Callable[[], Container], event: Any, get_response: Callable[[Any], Response]) -> Response:
-    if event.path not in PUBLIC_PATHS:
-        try:
-            expected = runtime().api_token()
-        except ConfigError as exc:
-            log.error("config error", extra={"error": str(exc)})
-            return error_response(500, "config_error", str(exc))
-        except Exception:
-            log.exception("cannot load the API token")
-            return error_response(503, "token_unavailable", "the service cannot verify tokens right now")
-        if not token_matches(_bearer(event.headers), expected):
-            return error_response(401, "unauthorized", "missing or invalid bearer token")
-    response = get_response(event)
+def _refusal(runtime: Callable[[], Container], presented: str | None, needed: Scope) -> Response | None:
+    try:
+        principal = runtime().authenticator.identify(presented)
+    except ConfigError as exc:
+        log.error("config error", extra={"error": str(exc)})
+        return error_response(500, "config_error", str(exc))
+    except Exception:
+        log.exception("cannot verify the token")
+        return error_response(503, "token_unavailable", "the service cannot verify tokens right now")
+    if principal is None:
+        return error_response(401, "unauthorized", "missing or invalid bearer token")
+    if not scope_allows(principal.scope, needed):
+        message = f"this route needs a token with the {needed!r} scope (yours: {principal.scope!r})"
+        return error_response(403, "insufficient_scope", message)
+    return None
+
+
+def _enveloped(response: Response) -> Response:
     if response.status_code >= 400 and not _is_envelope(response.body):
         message = _chalice_message(response.body) or "request failed"
         code = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -86,9 +104,13 @@ def _authenticated(runtime: Callable[[], Container], event: Any, get_response: C
 
 
 def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
-    """``app.route`` with the error envelope: domain errors become HTTP responses here, at the edge."""
+    """``app.route`` with the scope every route must declare (``None``: public) and the error envelope: domain
+    errors become HTTP responses here, at the edge."""
 
-    def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def route(path: str, *, scope: Scope | None, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        for method in options.get("methods") or ["GET"]:
+            ROUTE_SCOPES[(method, path)] = scope
+
         def register(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
             def guarded(*args: Any, **kwargs: Any) -> Any:
