@@ -178,7 +178,9 @@ def plan_refresh(
         if diff.is_empty:  # the same models in another encoding history: nothing to write, no event
             unchanged.append(pid)
             continue
-        changed.append(ProviderChange(provider_id=pid, provider_name=names.get(pid, pid), **diff.ids()))
+        changed.append(
+            ProviderChange(provider_id=pid, provider_name=names.get(pid, pid), **diff.ids(), changes=list(diff.changes))
+        )
         new_lists[pid] = outcome.models
         fingerprints[pid] = outcome.fingerprint or models_fingerprint(outcome.models)
 

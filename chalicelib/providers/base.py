@@ -12,12 +12,13 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.core.domain import CAPABILITIES, Model, ModelRecord, Pricing, model_record
+from chalicelib.core.domain import CAPABILITIES, MODALITIES, Modalities, Model, ModelRecord, Pricing, model_record
 from chalicelib.errors import ProviderError
 from chalicelib.http import ProviderHttp, describe_json
 
@@ -136,12 +137,51 @@ def usd_amount(value: Any) -> Decimal | None:
     return amount
 
 
-def pricing(input_amount: Decimal | None, output_amount: Decimal | None, scale: int = 1) -> Pricing | None:
-    """Both prices (times ``scale``) as USD per million tokens, or ``None`` when either is unknown.
-    Decimal arithmetic, so "0.000003" × 1,000,000 is exactly 3.0."""
+def pricing(
+    input_amount: Decimal | None,
+    output_amount: Decimal | None,
+    scale: int = 1,
+    cache_read: Decimal | None = None,
+    cache_write: Decimal | None = None,
+) -> Pricing | None:
+    """The prices (times ``scale``) as USD per million tokens, or ``None`` when the input or output price is
+    unknown (a cache price alone makes no pricing). Decimal arithmetic, so "0.000003" × 1,000,000 is exactly 3.0."""
     if input_amount is None or output_amount is None:
         return None
-    return Pricing(input_per_mtok=float(input_amount * scale), output_per_mtok=float(output_amount * scale))
+    return Pricing(
+        input_per_mtok=float(input_amount * scale),
+        output_per_mtok=float(output_amount * scale),
+        cache_read_per_mtok=None if cache_read is None else float(cache_read * scale),
+        cache_write_per_mtok=None if cache_write is None else float(cache_write * scale),
+    )
+
+
+def iso_date(value: Any) -> date | None:
+    """A calendar date from an ISO-8601 date or date-time string ("2026-10-23", "2026-10-23T00:00:00Z"); anything
+    else → ``None``. A date-time keeps its own calendar day (no time-zone shift)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return date.fromisoformat(text) if len(text) <= 10 else datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+def modalities(inputs: Any, outputs: Any, table: Mapping[str, str] | None = None) -> Modalities | None:
+    """Two wire lists of modality names as ``Modalities`` in the one vocabulary (``domain.MODALITIES``, its
+    order): ``table`` renames a provider's words first; words outside the vocabulary are dropped. ``None`` when
+    the provider sent neither list."""
+    if not isinstance(inputs, list) and not isinstance(outputs, list):
+        return None
+    return Modalities(input=_modality_list(inputs, table or {}), output=_modality_list(outputs, table or {}))
+
+
+def _modality_list(values: Any, table: Mapping[str, str]) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        return ()
+    found = {table.get(v.strip().lower(), v.strip().lower()) for v in values if isinstance(v, str)}
+    return tuple(name for name in MODALITIES if name in found)
 
 
 def finalize(

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from chalicelib.core.domain import ModelRecord, canonical_json
+from chalicelib.core.domain import ModelRecord, canonical_json, current_record
 from chalicelib.core.manifest import Manifest, ProviderEntry
 from chalicelib.logs import get_logger
 from chalicelib.storage import codec
@@ -165,7 +165,7 @@ class CatalogStore:
 
     # -- models -----------------------------------------------------------------------------
     def read_provider_models(self, provider_id: str, entry: ProviderEntry) -> list[ModelRecord]:
-        """One provider's models (records: no ``provider_id``), sorted by id."""
+        """One provider's models (records: no ``provider_id``; in today's shape: ``current_record``), by id."""
         key = (provider_id, entry.generation)
         cached = self._cache.get(key)
         if cached is not None:
@@ -173,7 +173,7 @@ class CatalogStore:
         models: list[ModelRecord] = []
         chunks = 0
         for item in self._query_generation(provider_id, entry.generation, keys_only=False):
-            models.extend(codec.unpack(item["body"]["B"]))
+            models.extend(map(current_record, codec.unpack(item["body"]["B"])))  # older records: defaults
             chunks += 1
         if chunks != entry.chunks:
             raise StaleRead(f"{provider_id}: generation {entry.generation} has {chunks}/{entry.chunks} chunks")

@@ -68,7 +68,7 @@ def test_a_first_answer_adds_everything_in_one_new_generation() -> None:
     assert result.changes_catalog
     assert result.result.revision == 1
     assert [c.model_dump() for c in result.result.changed] == [
-        {"provider_id": "a", "provider_name": "a", "added": ["m1", "m2"], "removed": [], "updated": []}
+        {"provider_id": "a", "provider_name": "a", "added": ["m1", "m2"], "removed": [], "updated": [], "changes": []}
     ]
     assert result.generation == "r00000001-t7"
     assert list(result.new_lists) == ["a"]
@@ -134,7 +134,8 @@ def test_a_provider_removed_from_the_config_leaves_at_a_full_refresh_only() -> N
     state = RefreshState(providers={"gone": ProviderStatus(last_error="x"), "a": ProviderStatus()})
     full = plan(catalog, manifest, outcomes, stored={"gone": records("g1", "g2")}, state=state)
     assert [c.model_dump() for c in full.result.changed] == [
-        {"provider_id": "gone", "provider_name": "gone", "added": [], "removed": ["g1", "g2"], "updated": []}
+        {"provider_id": "gone", "provider_name": "gone", "added": [], "removed": ["g1", "g2"], "updated": [],
+         "changes": []}
     ]
     assert full.removed == ("gone",) and full.new_lists == {}
     assert "gone" not in full.next_manifest(manifest, {}).providers
