@@ -10,6 +10,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,14 +21,17 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
+from chalicelib.core.domain import CAPABILITIES, MODALITIES, Modality, Status
+from chalicelib.core.overrides import Override
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
 
@@ -139,6 +143,94 @@ class ProviderConfig(_Strict):
         return self
 
 
+Price = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
+PositiveTokens = Annotated[StrictInt, Field(gt=0)]
+Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
+# The overridable Model fields (docs/reference.md §10), in Model order.
+OVERRIDABLE = (
+    "display_name",
+    "context_length",
+    "max_output_tokens",
+    "capabilities",
+    "pricing",
+    "status",
+    "retires_at",
+    "modalities",
+)
+
+
+def _calendar_date(value: Any) -> Any:
+    """A TOML date (``2026-12-31``) or an ISO-8601 date string (``"2026-12-31"``); nothing looser."""
+    if isinstance(value, datetime):
+        raise ValueError("expected a date like 2026-12-31, not a date-time")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date like 2026-12-31, got {value!r}")
+
+
+class PricingOverride(_Strict):
+    """USD per million tokens. Input and output are required; a cache price left out keeps the provider's."""
+
+    input_per_mtok: Price
+    output_per_mtok: Price
+    cache_read_per_mtok: Price | None = None
+    cache_write_per_mtok: Price | None = None
+
+
+class ModalitiesOverride(_Strict):
+    input: tuple[Modality, ...]
+    output: tuple[Modality, ...]
+
+
+class ModelOverride(_Strict):
+    """One ``[[overrides]]`` entry: which models (``provider_id`` + exact id or glob) and the values that win."""
+
+    provider_id: Annotated[StrictStr, Field(pattern=PROVIDER_ID_PATTERN, max_length=128)]
+    model: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    display_name: Annotated[StrictStr, Field(min_length=1)] | None = None
+    context_length: PositiveTokens | None = None
+    max_output_tokens: PositiveTokens | None = None
+    capabilities: tuple[Capability, ...] | None = None
+    pricing: PricingOverride | None = None
+    status: Status | None = None
+    retires_at: date | None = None
+    modalities: ModalitiesOverride | None = None
+
+    @field_validator("retires_at", mode="before")
+    @classmethod
+    def _retires_at_is_a_date(cls, value: Any) -> Any:
+        return value if value is None else _calendar_date(value)
+
+    @model_validator(mode="after")
+    def _overrides_something(self) -> ModelOverride:
+        if not any(getattr(self, name) is not None for name in OVERRIDABLE):
+            raise ValueError(f"names no field to override; give at least one of: {', '.join(OVERRIDABLE)}")
+        return self
+
+    def override(self) -> Override:
+        """The pure core's ``Override``: the fields this entry sets, as record values (see ``domain.model_record``)."""
+        values: dict[str, Any] = {}
+        for name in OVERRIDABLE:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "capabilities":
+                value = sorted(set(value))
+            elif name == "pricing":
+                value = value.model_dump(exclude_none=True)
+            elif name == "modalities":
+                value = {side: [m for m in MODALITIES if m in getattr(value, side)] for side in ("input", "output")}
+            elif name == "retires_at":
+                value = value.isoformat()
+            values[name] = value
+        return Override(model=self.model, values=values)
+
+
 class CatalogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,6 +239,7 @@ class CatalogConfig(BaseModel):
         validation_alias=AliasChoices("model_catalog", "modelCatalog"),
     )
     providers: tuple[ProviderConfig, ...] = ()
+    overrides: tuple[ModelOverride, ...] = ()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> CatalogConfig:
@@ -157,8 +250,24 @@ class CatalogConfig(BaseModel):
             seen.add(provider.id)
         return self
 
+    @model_validator(mode="after")
+    def _overrides_name_known_providers(self) -> CatalogConfig:
+        known = [p.id for p in self.providers]
+        for index, entry in enumerate(self.overrides):
+            if entry.provider_id not in known:
+                listed = ", ".join(repr(p) for p in known) or "none"
+                raise _KeyedError(
+                    f"overrides[{index}].provider_id",
+                    f"unknown provider {entry.provider_id!r} (the config's providers: {listed})",
+                )
+        return self
+
     def provider(self, provider_id: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.id == provider_id), None)
+
+    def overrides_for(self, provider_id: str) -> tuple[Override, ...]:
+        """The overrides of one provider's models, in config order (a later one wins for the same field)."""
+        return tuple(entry.override() for entry in self.overrides if entry.provider_id == provider_id)
 
 
 class _KeyedError(ValueError):
@@ -271,6 +380,9 @@ def load_config(path: Path, environ: Mapping[str, str], allow_private_urls: bool
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
+            elif error["type"] == "missing" and isinstance(error["loc"][-1], str):
+                # pydantic names a missing key by its camelCase alias; the documented spelling is snake_case
+                key = _describe_location((*error["loc"][:-1], to_snake(error["loc"][-1])), raw)
             elif error["type"] == "literal_error" and error["loc"][-1] == "kind":
                 message = f"unknown kind {error.get('input')!r}; expected one of: {', '.join(KINDS)}"
             elif isinstance(error.get("ctx", {}).get("error"), _KeyedError):

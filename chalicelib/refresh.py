@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.core.domain import ModelRecord, RefreshResult, Scope, Trigger
 from chalicelib.core.manifest import Manifest
+from chalicelib.core.overrides import apply_overrides
 from chalicelib.core.plan import FetchOutcome, RefreshPlan, lists_to_read, plan_refresh, select_providers
 from chalicelib.errors import ProviderError
 from chalicelib.logs import get_logger
@@ -157,7 +158,8 @@ class RefreshEngine:
     def _fetch_one(self, fetcher: Fetcher, provider: ProviderConfig, deadline: float) -> FetchOutcome:
         started = time.monotonic()
         try:
-            models = fetcher.fetch(provider, deadline)
+            # Overrides win over the provider, before the fingerprint and the diff (docs/reference.md §10).
+            models = apply_overrides(fetcher.fetch(provider, deadline), self._config.overrides_for(provider.id))
             return FetchOutcome.succeeded(provider.id, models, latency_ms=_ms_since(started))
         except ProviderError as error:
             return FetchOutcome.failed(provider.id, error.reason, latency_ms=_ms_since(started))

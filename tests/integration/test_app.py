@@ -116,7 +116,7 @@ def test_refresh_all_reports_changes_and_a_missing_key(client) -> None:
     assert models["revision"] == 1 and len(models["models"]) == len(result["changed"][0]["added"])
     model = models["models"][0]
     assert set(model) == {"provider_id", "id", "display_name", "context_length", "max_output_tokens",
-                          "capabilities", "pricing"}
+                          "capabilities", "pricing", "status", "retires_at", "modalities"}
     again = json.loads(client.post("/api/v1/providers:refresh", headers=AUTH).body)
     assert again["changed"] == [] and again["unchanged"] == ["demo"]
     status = json.loads(client.get("/api/v1/refresh/status", headers=AUTH).body)

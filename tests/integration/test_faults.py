@@ -87,8 +87,10 @@ NEW_MODELS = {
 EXPECTED = {
     "revision": 2,
     "changed": [
-        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["a5"], "removed": ["a1"], "updated": []},
-        {"provider_id": "beta", "provider_name": "beta", "added": [], "removed": [], "updated": ["b1"]},
+        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["a5"], "removed": ["a1"], "updated": [],
+         "changes": []},
+        {"provider_id": "beta", "provider_name": "beta", "added": [], "removed": [], "updated": ["b1"],
+         "changes": [{"model_id": "b1", "field": "context_length", "before": 1000, "after": 2000}]},
     ],
     "unchanged": ["gamma"],
     "failed": [],
