@@ -87,6 +87,8 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def format_changes(changed: Sequence[dict[str, Any]]) -> list[str]:
+    """Each provider's diff: ``+`` added, ``-`` removed, ``~`` updated ids, an updated id followed by what changed
+    (``~ gpt-4o: context 128K → 200K; input $3.00 → $2.50``) when the result carries its field-level changes."""
     lines: list[str] = []
     for change in changed:
         added, removed, updated = change.get("added") or [], change.get("removed") or [], change.get("updated") or []
@@ -95,8 +97,106 @@ def format_changes(changed: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(f"  {change.get('provider_id')} ({name}): {counts}")
         lines.extend(f"    + {model_id}" for model_id in added)
         lines.extend(f"    - {model_id}" for model_id in removed)
-        lines.extend(f"    ~ {model_id}" for model_id in updated)
+        phrases: dict[str, list[str]] = {}
+        for field_change in change.get("changes") or []:
+            phrases.setdefault(str(field_change.get("model_id")), []).extend(describe_change(field_change))
+        for model_id in updated:
+            said = phrases.get(model_id)
+            lines.append(f"    ~ {model_id}: {'; '.join(said)}" if said else f"    ~ {model_id}")
     return lines
+
+
+# -- field-level changes (docs/reference.md §10, "How a change reads") --------------------------------------------
+NONE = "—"
+ARROW = "→"
+_PRICES = (
+    ("input_per_mtok", "input"),
+    ("output_per_mtok", "output"),
+    ("cache_read_per_mtok", "cache read"),
+    ("cache_write_per_mtok", "cache write"),
+)
+
+
+def tokens(value: Any) -> str:
+    """A token count in short form: 950, 8.2K, 128K, 131.1K, 1M, 1.05M."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return NONE
+    if value < 1_000:
+        return str(value)
+    if value < 1_000_000:
+        return f"{value / 1_000:.1f}".removesuffix(".0") + "K"
+    return f"{value / 1_000_000:.2f}".rstrip("0").rstrip(".") + "M"
+
+
+def dollars(value: Any) -> str:
+    """A price in USD per million tokens: cents as cents ($3.00, $0.15, $0), finer prices as they are ($0.075,
+    $0.0028)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return NONE
+    if value == 0:
+        return "$0"
+    return f"${value:.2f}" if round(value, 2) == value else f"${value:.6g}"
+
+
+def _pair(before: Any, after: Any, short: Any, exact: Any) -> str:
+    """``before → after`` in the short form, or exactly when the short form would show the same text twice."""
+    left, right = short(before), short(after)
+    if left == right:
+        left, right = exact(before), exact(after)
+    return f"{left} {ARROW} {right}"
+
+
+def _exact_tokens(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else NONE
+
+
+def _exact_dollars(value: Any) -> str:
+    return f"${value!r}" if isinstance(value, (int, float)) else NONE
+
+
+def _set_change(label: str, before: Any, after: Any) -> str | None:
+    old, new = set(before or []), set(after or [])
+    if old == new:
+        return None
+    return " ".join([label, *(f"+{v}" for v in sorted(new - old)), *(f"-{v}" for v in sorted(old - new))])
+
+
+def describe_change(change: dict[str, Any]) -> list[str]:
+    """One field change (``{"model_id", "field", "before", "after"}``) as the phrases a person reads."""
+    field, before, after = change.get("field"), change.get("before"), change.get("after")
+    phrases: list[str | None] = []
+    if field == "context_length":
+        phrases.append("context " + _pair(before, after, tokens, _exact_tokens))
+    elif field == "max_output_tokens":
+        phrases.append("max output " + _pair(before, after, tokens, _exact_tokens))
+    elif field == "display_name":
+        phrases.append(f"name {_quoted(before)} {ARROW} {_quoted(after)}")
+    elif field == "status":
+        phrases.append("deprecated" if after == "deprecated" else "no longer deprecated")
+    elif field == "retires_at":
+        if before is None:
+            phrases.append(f"retires {after}")
+        elif after is None:
+            phrases.append(f"retirement date withdrawn (was {before})")
+        else:
+            phrases.append(f"retirement {before} {ARROW} {after}")
+    elif field == "pricing":
+        old, new = before or {}, after or {}
+        for key, label in _PRICES:
+            if old.get(key) != new.get(key):
+                phrases.append(f"{label} " + _pair(old.get(key), new.get(key), dollars, _exact_dollars))
+    elif field == "capabilities":
+        phrases.append(_set_change("capabilities", before, after))
+    elif field == "modalities":
+        old, new = before or {}, after or {}
+        for side in ("input", "output"):
+            phrases.append(_set_change(f"{side} modalities", old.get(side), new.get(side)))
+    said = [p for p in phrases if p]
+    return said or [f"{field} changed"]
+
+
+def _quoted(value: Any) -> str:
+    return NONE if value is None else f'"{value}"'
 
 
 def print_json(value: Any, out: TextIO) -> None:
