@@ -21,6 +21,17 @@ CAPABILITIES = ("audio", "embedding", "files", "image_output", "reasoning", "too
 MODALITIES = ("text", "audio", "image", "video", "pdf")
 Modality = Literal["text", "audio", "image", "video", "pdf"]
 Status = Literal["active", "deprecated"]
+# The fields a field-level change can name: every Model field but provider_id and id (the keys).
+ChangeField = Literal[
+    "display_name",
+    "context_length",
+    "max_output_tokens",
+    "capabilities",
+    "pricing",
+    "status",
+    "retires_at",
+    "modalities",
+]
 
 
 class Pricing(BaseModel):
@@ -73,7 +84,7 @@ class FieldChange(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     model_id: str
-    field: str
+    field: ChangeField
     before: Any
     after: Any
 

@@ -4,7 +4,7 @@ before the new fields existed. No moto, no clock, no network."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +15,7 @@ from chalicelib.core.domain import (
     CAPABILITIES,
     MODALITIES,
     MODEL_FIELDS,
+    ChangeField,
     FieldChange,
     Model,
     ModelRecord,
@@ -81,6 +82,7 @@ def test_capabilities_and_modalities_are_reported_whole() -> None:
 def test_change_fields_are_the_model_fields_but_the_id() -> None:
     assert tuple(name for name in Model.model_fields if name not in ("provider_id", "id")) == CHANGE_FIELDS
     assert set(CHANGE_FIELDS) | {"id"} == set(MODEL_FIELDS)
+    assert get_args(ChangeField) == CHANGE_FIELDS  # what the OpenAPI document lists for `field`
 
 
 # --- property: applying the changes to the old model gives the new one ----------------------------------------

@@ -291,3 +291,32 @@ def test_every_409_of_the_edge_carries_the_documented_retry_after(document, erro
     assert response.status_code == 409
     assert response.headers["Retry-After"] == retry_after
     assert validator(document, "Error").is_valid(response.body)
+
+
+def test_lifecycle_modalities_cache_prices_and_field_changes_are_documented(document) -> None:
+    """docs/reference.md §10: the new Model fields and RefreshResult's changes, as the service sends them."""
+    from datetime import date
+
+    from chalicelib.core.domain import FieldChange, Modalities
+
+    model = Model(
+        provider_id="or", id="a/b", status="deprecated", retires_at=date(2026, 10, 23),
+        modalities=Modalities(input=("text", "image"), output=("text",)),
+        pricing=Pricing(input_per_mtok=3.0, output_per_mtok=15.0, cache_read_per_mtok=0.3),
+    ).model_dump(mode="json")
+    assert model["retires_at"] == "2026-10-23" and model["pricing"]["cache_write_per_mtok"] is None
+    models = validator(document, "ModelList")
+    assert models.is_valid({"revision": 1, "models": [model]})
+    assert not models.is_valid({"revision": 1, "models": [{**model, "status": "retired"}]})
+    assert not models.is_valid({"revision": 1, "models": [{**model, "status": None}]})  # never null
+    assert not models.is_valid({"revision": 1, "models": [{**model, "modalities": {"input": ["smell"], "output": []}}]})
+    assert not models.is_valid({"revision": 1, "models": [{k: v for k, v in model.items() if k != "status"}]})
+    change = ProviderChange(provider_id="or", provider_name="OpenRouter", updated=["a/b"], changes=[
+        FieldChange(model_id="a/b", field="context_length", before=128_000, after=200_000),
+        FieldChange(model_id="a/b", field="pricing", before=None, after=model["pricing"]),
+    ])
+    result = RefreshResult(revision=2, changed=[change]).model_dump(mode="json")
+    results = validator(document, "RefreshResult")
+    assert results.is_valid(result)
+    drifted = {**result["changed"][0], "changes": [{**result["changed"][0]["changes"][0], "field": "colour"}]}
+    assert not results.is_valid({**result, "changed": [drifted]})
