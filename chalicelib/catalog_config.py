@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel, to_snake
 
-from chalicelib.core.domain import CAPABILITIES, MODALITIES, Modality, Status
+from chalicelib.core.domain import CAPABILITIES, CHANGE_FIELDS, MODALITIES, Modality, Status
 from chalicelib.core.overrides import Override
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
@@ -146,17 +146,8 @@ class ProviderConfig(_Strict):
 Price = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
 PositiveTokens = Annotated[StrictInt, Field(gt=0)]
 Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
-# The overridable Model fields (docs/reference.md §10), in Model order.
-OVERRIDABLE = (
-    "display_name",
-    "context_length",
-    "max_output_tokens",
-    "capabilities",
-    "pricing",
-    "status",
-    "retires_at",
-    "modalities",
-)
+# The overridable Model fields (docs/reference.md §10): every one but the ids, in Model order.
+OVERRIDABLE = CHANGE_FIELDS
 
 
 def _calendar_date(value: Any) -> Any:

@@ -9,10 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from chalicelib.core.domain import MODEL_FIELDS, FieldChange, ModelRecord
-
-# The fields a change can name: every Model field but the id (the key), in MODEL_FIELDS order.
-CHANGE_FIELDS = tuple(name for name in MODEL_FIELDS if name != "id")
+from chalicelib.core.domain import CHANGE_FIELDS, FieldChange, ModelRecord
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,7 @@ CAPABILITIES = ("audio", "embedding", "files", "image_output", "reasoning", "too
 MODALITIES = ("text", "audio", "image", "video", "pdf")
 Modality = Literal["text", "audio", "image", "video", "pdf"]
 Status = Literal["active", "deprecated"]
-# The fields a field-level change can name: every Model field but provider_id and id (the keys).
+# The fields a field-level change can name (and an override can set): every Model field but provider_id and id.
 ChangeField = Literal[
     "display_name",
     "context_length",
@@ -133,17 +133,8 @@ Trigger = Literal["manual", "scheduled", "cli"]
 
 
 ModelRecord = dict[str, Any]
-MODEL_FIELDS = (
-    "id",
-    "display_name",
-    "context_length",
-    "max_output_tokens",
-    "capabilities",
-    "pricing",
-    "status",
-    "retires_at",
-    "modalities",
-)
+CHANGE_FIELDS: tuple[str, ...] = get_args(ChangeField)
+MODEL_FIELDS = ("id", *CHANGE_FIELDS)  # a record's keys, in Model order
 PRICING_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 # What a record written before a field existed means by its absence (docs/reference.md §10).
 RECORD_DEFAULTS: Mapping[str, Any] = {"status": "active", "retires_at": None, "modalities": None}

@@ -130,19 +130,21 @@ def test_a_price_a_context_length_and_an_un_deprecation_arrive_as_exact_changes(
     assert after["acme/pinned-1"]["pricing"]["input_per_mtok"] == 4.0  # the override survived the refresh
 
 
-def test_a_bad_override_stops_the_start_naming_file_key_and_problem(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("replacement", "expected"),
+    [
+        ('provider_id = "demo"\nprice = 3\nmodel', "overrides[0].price: unknown key"),
+        ('provider_id = "dmeo"\nmodel', "overrides[0].provider_id: unknown provider 'dmeo'"),
+    ],
+)
+def test_a_bad_override_stops_the_start_naming_file_key_and_problem(
+    tmp_path: Path, replacement: str, expected: str
+) -> None:
     config = tmp_path / "bad_override.toml"
-    config.write_text(textwrap.dedent(CONFIG).replace('provider_id = "demo"\nmodel', 'provider_id = "demo"\nprice = 3\nmodel'))
+    config.write_text(textwrap.dedent(CONFIG).replace('provider_id = "demo"\nmodel', replacement))
     local = LocalStack(tmp_path, config=config)
     local.launch()
     assert local.wait_exit() == 2
-    assert f"{config}: overrides[0].price: unknown key" in local.stderr_text
+    assert f"{config}: {expected}" in local.stderr_text
     assert "MODEL_CATALOG_READY" not in local.stdout_text
-
-    unknown = tmp_path / "unknown_provider.toml"
-    unknown.write_text(textwrap.dedent(CONFIG).replace('provider_id = "demo"\nmodel', 'provider_id = "dmeo"\nmodel'))
-    local = LocalStack(tmp_path, config=unknown)
-    local.launch()
-    assert local.wait_exit() == 2
-    assert f"{unknown}: overrides[0].provider_id: unknown provider 'dmeo'" in local.stderr_text
     assert not (tmp_path / "state" / "dynamodb.json").exists()  # nothing was started

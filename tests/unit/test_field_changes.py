@@ -9,10 +9,11 @@ from typing import Any, get_args
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.catalog_config import CatalogConfig
-from chalicelib.core.diff import CHANGE_FIELDS, apply_changes, diff_models, field_changes
+from chalicelib.catalog_config import OVERRIDABLE, CatalogConfig
+from chalicelib.core.diff import apply_changes, diff_models, field_changes
 from chalicelib.core.domain import (
     CAPABILITIES,
+    CHANGE_FIELDS,
     MODALITIES,
     MODEL_FIELDS,
     ChangeField,
@@ -83,6 +84,7 @@ def test_change_fields_are_the_model_fields_but_the_id() -> None:
     assert tuple(name for name in Model.model_fields if name not in ("provider_id", "id")) == CHANGE_FIELDS
     assert set(CHANGE_FIELDS) | {"id"} == set(MODEL_FIELDS)
     assert get_args(ChangeField) == CHANGE_FIELDS  # what the OpenAPI document lists for `field`
+    assert OVERRIDABLE == CHANGE_FIELDS  # and what an override may set
 
 
 # --- property: applying the changes to the old model gives the new one ----------------------------------------
