@@ -67,7 +67,9 @@ def test_changes_are_reported_exactly_then_unchanged_without_catalog_writes(stac
     provider.route("GET", "/v1/models", json=openai_body({"m-keep": 8000, "m-ctx": 2000, "m-new": 32000}))
     second = refresh(stack)
     assert second["changed"] == [{"provider_id": "fake", "provider_name": "Fake AI",
-                                  "added": ["m-new"], "removed": ["m-drop"], "updated": ["m-ctx"]}]
+                                  "added": ["m-new"], "removed": ["m-drop"], "updated": ["m-ctx"],
+                                  "changes": [{"model_id": "m-ctx", "field": "context_length",
+                                               "before": 1000, "after": 2000}]}]
     assert second["unchanged"] == ["slow"] and second["failed"] == []
     assert second["revision"] == first["revision"] + 1
     models = {m["id"]: m for m in stack.get("/api/v1/models?provider_id=fake").json()["models"]}
