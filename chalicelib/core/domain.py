@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # The one capability vocabulary every adapter maps into (sorted in each Model).
 CAPABILITIES = ("audio", "embedding", "files", "image_output", "reasoning", "tools", "video", "vision")
 # The one modality vocabulary (models.dev's), in its order: each Modalities list keeps this order.
-MODALITIES = ("text", "audio", "image", "video", "pdf")
 Modality = Literal["text", "audio", "image", "video", "pdf"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
 Status = Literal["active", "deprecated"]
 # The fields a field-level change can name (and an override can set): every Model field but provider_id and id.
 ChangeField = Literal[
@@ -152,7 +152,7 @@ def model_record(model: Model) -> ModelRecord:
 
 def current_record(record: Mapping[str, Any]) -> ModelRecord:
     """``record`` in today's shape: a field it lacks (it was stored before the field existed) takes its default
-    (``RECORD_DEFAULTS``; prices ``None``), so an old catalog reads, diffs and fingerprints like a new one."""
+    (``RECORD_DEFAULTS``; prices ``None``), so an old catalog reads and diffs like a new one."""
     pricing = record.get("pricing")
     if record.keys() >= _RECORD_KEYS and (pricing is None or pricing.keys() >= _PRICING_KEYS):
         return record  # type: ignore[return-value]  # a stored record is a dict
