@@ -14,11 +14,7 @@ from urllib.parse import unquote
 from chalice import Response
 
 from chalicelib.auth import Scope, scope_allows
-from chalicelib.change_feed import ATOM_ENTRIES
-from chalicelib.change_feed import DEFAULT_LIMIT as CHANGES_DEFAULT_LIMIT
-from chalicelib.change_feed import MAX_LIMIT as CHANGES_MAX_LIMIT
 from chalicelib.entrypoints.http_cache import conditional, strong_etag
-from chalicelib.entrypoints.query_params import changes_query, model_query
 from chalicelib.errors import (
     CatalogError,
     ConcurrentWrite,
@@ -28,7 +24,6 @@ from chalicelib.errors import (
     RouteNotFound,
     UnknownAction,
 )
-from chalicelib.feeds import ATOM_CONTENT_TYPE, render_changes_atom
 from chalicelib.logs import get_logger
 
 if TYPE_CHECKING:
@@ -164,9 +159,15 @@ def _chalice_message(body: Any) -> str | None:
     return None
 
 
+# The handlers below import their helpers when first called: `import app` stays cheap for a cold Lambda (the
+# query and feed modules pull in pydantic, botocore and the XML writer).
+
+
 def list_models(service: CatalogService, request: Any) -> Response:
     """``GET /api/v1/models``: filters and pages (docs/reference.md §8), with a strong ETag: ``304`` when the
     client's copy is current, decided from the manifest without reading a model."""
+    from chalicelib.entrypoints.query_params import model_query
+
     query = model_query(request.query_params)
     view = service.models_view(query)
     etag = strong_etag("models", view.version, query.key())
@@ -182,12 +183,18 @@ def list_providers(service: CatalogService, request: Any) -> Response:
 
 def changes(feed: ChangeFeed, request: Any) -> dict[str, Any]:
     """``GET /api/v1/changes?since&epoch&limit``."""
-    since, epoch, limit = changes_query(request.query_params, CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT)
+    from chalicelib.change_feed import DEFAULT_LIMIT, MAX_LIMIT
+    from chalicelib.entrypoints.query_params import changes_query
+
+    since, epoch, limit = changes_query(request.query_params, DEFAULT_LIMIT, MAX_LIMIT)
     return feed.changes(since=since, epoch=epoch, limit=limit).to_json()
 
 
 def changes_atom(feed: ChangeFeed, request: Any) -> Response:
     """``GET /api/v1/changes.atom``: the newest events as Atom; its ETag is the journal's position."""
+    from chalicelib.change_feed import ATOM_ENTRIES
+    from chalicelib.feeds import ATOM_CONTENT_TYPE, render_changes_atom
+
     seq, epoch = feed.position()
     url = request_url(request)
     etag = strong_etag("changes.atom", epoch, seq, url)
