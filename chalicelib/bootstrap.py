@@ -203,7 +203,7 @@ def bootstrap(
         websocket=websocket,
         authenticator=authenticator,
         fetcher_factory=fetcher_factory,
-        changes=ChangeFeed(journal, service.position),
+        changes=ChangeFeed(journal, service.position, code_version=settings.deployment_id),
     )
 
 

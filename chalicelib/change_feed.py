@@ -52,17 +52,20 @@ class FeedPage:
 
 
 class ChangeFeed:
-    """``position() -> (latest seq, epoch, revision)`` is the manifest's cursor (``CatalogService.position``)."""
+    """``position() -> (latest seq, epoch, revision)`` is the manifest's cursor (``CatalogService.position``);
+    ``code_version`` names the code that renders the feed (the deployment id), for ETags."""
 
     def __init__(
         self,
         journal: JournalReader,
         position: Callable[[], tuple[int, str, int]],
         budget_bytes: int = BUDGET_BYTES,
+        code_version: str = "",
     ):
         self._journal = journal
         self._position = position
         self._budget = budget_bytes
+        self.code_version = code_version
 
     def position(self) -> tuple[int, str]:
         """(latest seq, current epoch)."""

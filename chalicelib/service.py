@@ -73,7 +73,7 @@ class CatalogService:
         """``GET /providers``: the config's providers with their model counts (manifest) and statuses (state)."""
         manifest = self._store.read_manifest()
         state = self._state.read()
-        version = catalog_version(manifest, self._config, state)
+        version = catalog_version(manifest, self._config, state, code=self.deployment_id)
         return CatalogView(version, manifest.revision, lambda: self._providers_body(manifest, state))
 
     def _providers_body(self, manifest: Manifest, state: RefreshState) -> dict[str, Any]:
@@ -108,7 +108,7 @@ class CatalogService:
             known = self._config.provider(query.provider_id) is not None
             if not known and query.provider_id not in manifest.providers:
                 raise InvalidParameter("provider_id", f"no provider with id {query.provider_id[:100]!r} in the catalog")
-        version = catalog_version(manifest, self._config)
+        version = catalog_version(manifest, self._config, code=self.deployment_id)
         return CatalogView(version, manifest.revision, lambda: self._models_body(manifest, query))
 
     def _models_body(self, manifest: Manifest, query: ModelQuery) -> dict[str, Any]:

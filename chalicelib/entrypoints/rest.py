@@ -197,7 +197,7 @@ def changes_atom(feed: ChangeFeed, request: Any) -> Response:
 
     seq, epoch = feed.position()
     url = request_url(request)
-    etag = strong_etag("changes.atom", epoch, seq, url)
+    etag = strong_etag("changes.atom", feed.code_version, epoch, seq, url)
 
     def document() -> str:
         return render_changes_atom(feed.newest(epoch, seq, ATOM_ENTRIES), feed_url=url)

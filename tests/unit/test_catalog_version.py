@@ -77,3 +77,9 @@ def test_statuses_count_only_when_given() -> None:
     assert catalog_version(MANIFEST, config()) == catalog_version(MANIFEST, config())
     later = RefreshState(providers={"openai": ProviderStatus(last_refreshed_at="2026-12-02T00:00:00.000Z")})
     assert catalog_version(MANIFEST, config(), later) != catalog_version(MANIFEST, config(), STATE)
+
+
+def test_new_code_gives_a_new_version() -> None:
+    # A deployment may render the same catalog differently (a new field): clients must not keep the old body.
+    assert catalog_version(MANIFEST, config(), code="code-1") != catalog_version(MANIFEST, config(), code="code-2")
+    assert catalog_version(MANIFEST, config(), code="code-1") == catalog_version(MANIFEST, config(), code="code-1")
