@@ -43,12 +43,22 @@ def openapi():
 
 @route(f"{PREFIX}/providers", scope="read", methods=["GET"])
 def list_providers():
-    return runtime().service.list_providers()
+    return rest.list_providers(runtime().service, app.current_request)
 
 
 @route(f"{PREFIX}/models", scope="read", methods=["GET"])
 def list_models():
-    return rest.list_models(runtime().service, app.current_request.query_params or {})
+    return rest.list_models(runtime().service, app.current_request)
+
+
+@route(f"{PREFIX}/changes", scope="read", methods=["GET"])
+def list_changes():
+    return rest.changes(runtime().changes, app.current_request)
+
+
+@route(f"{PREFIX}/changes.atom", scope="read", methods=["GET"])
+def changes_atom():
+    return rest.changes_atom(runtime().changes, app.current_request)
 
 
 @route(f"{PREFIX}/refresh/status", scope="read", methods=["GET"])

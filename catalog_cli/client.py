@@ -47,13 +47,14 @@ class ApiClient:
     def token(self) -> str:
         return self._token
 
-    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """``params`` values may be lists (a repeated query parameter)."""
         return self._request("GET", path, params=params, timeout=READ_TIMEOUT_S)
 
     def post(self, path: str) -> Any:
         return self._request("POST", path, params=None, timeout=REFRESH_TIMEOUT_S)
 
-    def _request(self, method: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:
+    def _request(self, method: str, path: str, params: dict[str, Any] | None, timeout: float) -> Any:
         url = f"{self.base_url}/api/v1{path}"
         try:
             response = self._session.request(

@@ -199,5 +199,18 @@ def _quoted(value: Any) -> str:
     return NONE if value is None else f'"{value}"'
 
 
+def format_event(message: dict[str, Any]) -> list[str]:
+    """One change event (WebSocket or ``GET /changes``) as lines: when, seq and revision, then the diff."""
+    payload = message.get("payload") or {}
+    stamp = message.get("timestamp") or datetime.now(UTC).isoformat(timespec="seconds")
+    lines = [f"[{stamp}] #{message.get('seq')} catalog changed, revision {payload.get('revision')}"]
+    lines.extend(format_changes(payload.get("changed") or []))
+    for failure in payload.get("failed") or []:
+        lines.append(f"  FAILED {failure.get('provider_id')}: {failure.get('reason')}")
+    if message.get("truncated") or payload.get("truncated"):
+        lines.append("  (payload truncated; run `models` for the full catalog)")
+    return lines
+
+
 def print_json(value: Any, out: TextIO) -> None:
     print(json.dumps(value, indent=2, sort_keys=False), file=out)

@@ -19,6 +19,7 @@ from chalicelib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from chalicelib.auth import Authenticator
+    from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import EventPublisher, WebsocketSender
     from chalicelib.oauth import OAuthTokenStore
@@ -107,6 +108,7 @@ class Container:
     websocket: WebsocketHandlers
     authenticator: Authenticator
     fetcher_factory: Callable[[], Fetcher]
+    changes: ChangeFeed
 
     def public_ws_url(self) -> str | None:
         current = self.settings
@@ -128,6 +130,7 @@ def bootstrap(
     """Wire the service. Every argument has a production default; tests pass moto clients (``aws``), a fake
     fetcher, a fake ``send`` and a fake ``clock``."""
     from chalicelib.auth import Authenticator
+    from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import EventPublisher, Fanout, WebsocketSender
     from chalicelib.refresh import RefreshEngine
@@ -200,6 +203,7 @@ def bootstrap(
         websocket=websocket,
         authenticator=authenticator,
         fetcher_factory=fetcher_factory,
+        changes=ChangeFeed(journal, service.position, code_version=settings.deployment_id),
     )
 
 

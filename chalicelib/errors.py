@@ -4,6 +4,7 @@
 
     CatalogError                 a request cannot be served; ``code``/``status`` are its error envelope
     ├── BadRequest               400 bad_request
+    ├── InvalidParameter         400 invalid_parameter: a query parameter that is unknown, repeated or has a bad value
     ├── UnknownAction            400 unknown_action
     ├── ProviderNotFound         404 provider_not_found
     ├── RouteNotFound            404 not_found
@@ -57,6 +58,17 @@ class RouteNotFound(CatalogError):
 class BadRequest(CatalogError):
     code = "bad_request"
     status = 400
+
+
+class InvalidParameter(CatalogError):
+    """A query parameter the route does not take, one given twice, or a value it cannot use (docs/reference.md §8)."""
+
+    code = "invalid_parameter"
+    status = 400
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"query parameter {name!r}: {problem}")
+        self.name = name
 
 
 class RefreshInProgress(CatalogError):

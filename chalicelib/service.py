@@ -6,21 +6,22 @@ domain errors (``chalicelib.errors``).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import utc_iso_ms
-from chalicelib.core.domain import Provider, RefreshStatus, Scope, Trigger, api_model
+from chalicelib.core.domain import Provider, RefreshStatus, Scope, Trigger
+from chalicelib.core.manifest import Manifest
+from chalicelib.core.query import ModelQuery, ProviderRecords, decode_cursor, select_models
 from chalicelib.core.schedule import check_due, next_due_ms
-from chalicelib.errors import BadRequest, ProviderNotFound, RefreshInProgress
+from chalicelib.core.state import RefreshState
+from chalicelib.core.version import catalog_version
+from chalicelib.errors import InvalidParameter, RefreshInProgress
 from chalicelib.logs import get_logger
 from chalicelib.refresh import RefreshEngine
-from chalicelib.storage.catalog import CatalogStore
+from chalicelib.storage.catalog import CatalogStore, StaleRead
 from chalicelib.storage.lock import Lease
 from chalicelib.storage.state import RefreshStateStore, decode_state
 
@@ -30,19 +31,18 @@ if TYPE_CHECKING:
 log = get_logger("service")
 
 
-def _encode_cursor(provider_id: str, model_id: str) -> str:
-    raw = json.dumps([provider_id, model_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# A model list's chunks can be collected under a reader after a newer commit (rare): it re-reads then.
+READ_ATTEMPTS = 3
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
-            return value[0], value[1]
-    except (ValueError, binascii.Error):
-        pass
-    raise BadRequest("query parameter 'cursor' is not a cursor this API returned")
+@dataclass(frozen=True)
+class CatalogView:
+    """What a read route answers, before it is built: ``version`` (``core.version.catalog_version``) and
+    ``revision`` come from the small items already read; ``body()`` builds the answer from that same snapshot."""
+
+    version: str
+    revision: int
+    body: Callable[[], dict[str, Any]]
 
 
 class CatalogService:
@@ -67,8 +67,16 @@ class CatalogService:
 
     # -- reads ------------------------------------------------------------------------------
     def list_providers(self) -> dict[str, Any]:
+        return self.providers_view().body()
+
+    def providers_view(self) -> CatalogView:
+        """``GET /providers``: the config's providers with their model counts (manifest) and statuses (state)."""
         manifest = self._store.read_manifest()
         state = self._state.read()
+        version = catalog_version(manifest, self._config, state, code=self.deployment_id)
+        return CatalogView(version, manifest.revision, lambda: self._providers_body(manifest, state))
+
+    def _providers_body(self, manifest: Manifest, state: RefreshState) -> dict[str, Any]:
         providers = []
         for provider in self._config.providers:
             entry = manifest.providers.get(provider.id)
@@ -89,31 +97,41 @@ class CatalogService:
     def list_models(
         self, provider_id: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> dict[str, Any]:
-        if provider_id is not None:
-            known = self._config.provider(provider_id) is not None
-            if not known and provider_id not in self._store.read_manifest().providers:
-                raise ProviderNotFound(provider_id)
-        manifest, catalog = self._store.read_catalog(None if provider_id is None else [provider_id])
-        after = _decode_cursor(cursor) if cursor else None
-        models: list[dict[str, Any]] = []
-        next_cursor = None
-        for pid in sorted(catalog):
-            if after and pid < after[0]:
-                continue
-            for record in catalog[pid]:
-                if after and (pid, record["id"]) <= after:
-                    continue
-                if limit is not None and len(models) == limit:
-                    last = models[-1]
-                    next_cursor = _encode_cursor(last["provider_id"], last["id"])
-                    break
-                models.append(api_model(pid, record))
-            if next_cursor:
+        after = decode_cursor(cursor) if cursor else None
+        return self.models_view(ModelQuery(provider_id=provider_id, limit=limit, after=after)).body()
+
+    def models_view(self, query: ModelQuery) -> CatalogView:
+        """``GET /models`` for ``query``: its version from the manifest alone; the models are read only by
+        ``body()``, and only the providers the page reaches."""
+        manifest = self._store.read_manifest()
+        if query.provider_id is not None:
+            known = self._config.provider(query.provider_id) is not None
+            if not known and query.provider_id not in manifest.providers:
+                raise InvalidParameter("provider_id", f"no provider with id {query.provider_id[:100]!r} in the catalog")
+        version = catalog_version(manifest, self._config, code=self.deployment_id)
+        return CatalogView(version, manifest.revision, lambda: self._models_body(manifest, query))
+
+    def _models_body(self, manifest: Manifest, query: ModelQuery) -> dict[str, Any]:
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                page = select_models(self._provider_records(manifest), query)
                 break
-        body: dict[str, Any] = {"revision": manifest.revision, "models": models}
-        if limit is not None:
-            body["next_cursor"] = next_cursor
+            except StaleRead:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                # The snapshot's chunks were collected after a newer commit: answer from the newest manifest (its
+                # revision says so; the ETag already sent names the older version, so the client just refetches).
+                time.sleep(0.05)
+                manifest = self._store.read_manifest()
+        body: dict[str, Any] = {"revision": manifest.revision, "models": page.models}
+        if query.limit is not None:
+            body["next_cursor"] = page.next_cursor
         return body
+
+    def _provider_records(self, manifest: Manifest) -> Iterator[ProviderRecords]:
+        for provider_id in sorted(manifest.providers):
+            entry = manifest.providers[provider_id]
+            yield provider_id, lambda pid=provider_id, entry=entry: self._store.read_provider_models(pid, entry)
 
     def refresh_status(self) -> dict[str, Any]:
         options = self._config.model_catalog

@@ -102,6 +102,37 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
             },
+            "Event": {
+                "title": "Event",
+                "type": "object",
+                "description": "A catalog change: exactly the WebSocket event message (docs/reference.md §3).",
+                "properties": {
+                    "type": {"type": "string", "enum": ["event.model_catalog.changed"]},
+                    "seq": {"type": "integer", "minimum": 1, "description": "grows by 1 per event in an epoch"},
+                    "epoch": {"type": "string"},
+                    "timestamp": {"type": "string", "description": "ISO-8601 date-time (UTC) of the change"},
+                    "payload": {"$ref": REF.format(model="RefreshResult")},
+                },
+            },
+            "ChangeFeed": {
+                "title": "ChangeFeed",
+                "type": "object",
+                "properties": {
+                    "epoch": {"type": "string", "description": "the current epoch"},
+                    "seq": {"type": "integer", "minimum": 0, "description": "the latest seq of the epoch"},
+                    "events": {
+                        "type": "array",
+                        "items": {"$ref": REF.format(model="Event")},
+                        "description": "ascending seq, all after `since` (without `since`: the newest `limit`)",
+                    },
+                    "has_more": {"type": "boolean", "description": "more events follow: ask again from the last"},
+                    "resync_required": {
+                        "type": "boolean",
+                        "description": "the epoch is not the current one, or the journal no longer holds every "
+                        "event after `since`: refetch the catalog and go on from `seq`",
+                    },
+                },
+            },
             "Health": {
                 "title": "Health",
                 "type": "object",
@@ -135,6 +166,13 @@ def _schemas() -> dict[str, Any]:
     schemas["ModelList"]["required"] = ["revision", "models"]  # next_cursor comes only with `limit`
     # Only a result too big to store or send whole carries it (its id lists were cut): clients refetch.
     schemas["RefreshResult"]["properties"]["truncated"] = {"type": "boolean", "const": True}
+    # ... and, where lists had to go, their lengths (chalicelib.core.results).
+    count = {"type": "integer", "minimum": 0}
+    for name in ("changed_count", "unchanged_count", "failed_count"):
+        schemas["RefreshResult"]["properties"][name] = count
+    for name in ("added_count", "removed_count", "updated_count"):
+        schemas["ProviderChange"]["properties"][name] = count
+    schemas["Event"]["properties"]["truncated"] = {"type": "boolean", "const": True}
     return schemas
 
 
@@ -162,7 +200,9 @@ def _error(description: str, codes: list[str], headers: dict[str, Any] | None = 
 
 def _responses() -> dict[str, Any]:
     return {
-        "BadRequest": _error("A query parameter or action is not valid.", ["bad_request", "unknown_action"]),
+        "BadRequest": _error(
+            "A query parameter or action is not valid.", ["bad_request", "invalid_parameter", "unknown_action"]
+        ),
         "Unauthorized": _error("The bearer token is missing or wrong.", ["unauthorized"]),
         "NotFound": _error("No such provider, route or asset.", ["not_found", "provider_not_found"]),
         "RefreshInProgress": _error(
@@ -197,6 +237,12 @@ def _use(*names: str) -> dict[str, Any]:
 
 
 # -- operations ----------------------------------------------------------------------------------------------
+def _capabilities() -> tuple[str, ...]:
+    from chalicelib.core.domain import CAPABILITIES
+
+    return CAPABILITIES
+
+
 def _path_param(name: str, description: str, example: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -225,6 +271,44 @@ _ERROR_ORDER = ["BadRequest", "Unauthorized", "NotFound", "RefreshInProgress", "
 def _refresh(operation_id: str, summary: str, *errors: str, **extra: Any) -> dict[str, Any]:
     ok = {"description": "What the refresh changed.", "content": _json(_ref("RefreshResult"))}
     return _protected(operation_id, summary, ok, "RefreshInProgress", *errors, tags=["refresh"], **extra)
+
+
+def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    # An empty value (`?limit=`) counts as absent, as entrypoints.query_params reads it: allowEmptyValue.
+    return {"name": name, "in": "query", "description": description, "schema": schema, "allowEmptyValue": True,
+            **extra}
+
+
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "description": "the `ETag` of the copy you hold: `304` with no body while it is current",
+    "schema": {"type": "string"},
+}
+
+
+def _cache_headers() -> dict[str, Any]:
+    return {
+        "ETag": {"description": "strong entity tag of this answer", "required": True, "schema": {"type": "string"}},
+        "X-Catalog-Revision": {
+            "description": "the catalog revision of this answer",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    }
+
+
+def _conditional(operation: dict[str, Any], *, revision: bool = True) -> dict[str, Any]:
+    """A GET with a strong ETag: `If-None-Match`, the ETag (and revision) headers, and its `304`."""
+    headers = _cache_headers() if revision else {"ETag": _cache_headers()["ETag"]}
+    operation["parameters"] = [*operation.get("parameters", []), IF_NONE_MATCH]
+    operation["responses"]["200"]["headers"] = headers
+    operation["responses"] = {
+        "200": operation["responses"]["200"],
+        "304": {"description": "Your copy (`If-None-Match`) is current; no body.", "headers": headers},
+        **{code: answer for code, answer in operation["responses"].items() if code != "200"},
+    }
+    return operation
 
 
 def _paths() -> dict[str, Any]:
@@ -294,50 +378,109 @@ def _paths() -> dict[str, Any]:
             )
         },
         f"{PREFIX}/providers": {
-            "get": _protected(
-                "list_providers",
-                "Every provider of the config, with its catalog state",
-                {"description": "The providers, in config order.", "content": _json(_ref("ProviderList"))},
-                tags=["catalog"],
+            "get": _conditional(
+                _protected(
+                    "list_providers",
+                    "Every provider of the config, with its catalog state",
+                    {"description": "The providers, in config order.", "content": _json(_ref("ProviderList"))},
+                    tags=["catalog"],
+                )
             )
         },
         f"{PREFIX}/models": {
+            "get": _conditional(
+                _protected(
+                    "list_models",
+                    "The models of the catalog, sorted by provider id then model id; filtered and paged",
+                    {
+                        "description": "One page of the matching models (all of them without `limit`).",
+                        "content": _json(_ref("ModelList")),
+                    },
+                    "BadRequest",
+                    tags=["catalog"],
+                    description=(
+                        "Every filter must hold. Any other query parameter, a repeated one (but `capability`) or a "
+                        "bad value answers 400 invalid_parameter."
+                    ),
+                    parameters=[
+                        _query(
+                            "provider_id",
+                            "only this provider's models; an id not in the catalog answers 400",
+                            {"type": "string", "maxLength": 200},
+                            example="openai",
+                        ),
+                        _query(
+                            "capability",
+                            "repeatable: only models that have every capability given",
+                            {"type": "array", "items": {"type": "string", "enum": list(_capabilities())}},
+                            style="form",
+                            explode=True,
+                        ),
+                        _query(
+                            "min_context",
+                            "only models whose known `context_length` is at least this",
+                            {"type": "integer", "minimum": 0, "maximum": 10**12},
+                            example=128000,
+                        ),
+                        _query(
+                            "q",
+                            "case-insensitive substring of `id` or `display_name`",
+                            {"type": "string", "maxLength": 200},
+                            example="gpt",
+                        ),
+                        _query(
+                            "status",
+                            "only models with this status (a model without one is active)",
+                            {"type": "string", "enum": ["active", "deprecated"]},
+                        ),
+                        _query(
+                            "limit",
+                            "page size; the answer then carries `next_cursor`",
+                            {"type": "integer", "minimum": 1, "maximum": 5_000},
+                            example=100,
+                        ),
+                        _query(
+                            "cursor",
+                            "`next_cursor` of the previous page; anything else answers 400",
+                            {"type": "string", "maxLength": 2_000},
+                        ),
+                    ],
+                )
+            )
+        },
+        f"{PREFIX}/changes": {
             "get": _protected(
-                "list_models",
-                "The models of the catalog, sorted by provider id then model id",
-                {
-                    "description": "One page of models (all of them without `limit`).",
-                    "content": _json(_ref("ModelList")),
-                },
+                "list_changes",
+                "The change events after a cursor (the WebSocket events, without a socket)",
+                {"description": "A page of events.", "content": _json(_ref("ChangeFeed"))},
                 "BadRequest",
-                "NotFound",
-                tags=["catalog"],
-                # An empty value (`?limit=`) counts as absent, as api.list_models reads it: allowEmptyValue.
+                tags=["changes"],
+                description=(
+                    "With `since` (and the `epoch` it belongs to): the events with `seq > since`, oldest first. "
+                    "Without `since`: the newest `limit` events. Any other query parameter or a bad value answers "
+                    "400 invalid_parameter."
+                ),
                 parameters=[
-                    {
-                        "name": "provider_id",
-                        "in": "query",
-                        "description": "only this provider's models; an unknown id answers 404 provider_not_found",
-                        "schema": {"type": "string"},
-                        "allowEmptyValue": True,
-                        "example": "openai",
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": "page size; the answer then carries `next_cursor`",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 10_000},
-                        "allowEmptyValue": True,
-                        "example": 100,
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "description": "`next_cursor` of the previous page; anything else answers 400",
-                        "schema": {"type": "string"},
-                        "allowEmptyValue": True,
-                    },
+                    _query("since", "the last seq you have; needs `epoch`", {"type": "integer", "minimum": 0,
+                                                                             "maximum": 2**53 - 1}),
+                    _query("epoch", "the epoch `since` belongs to", {"type": "string", "maxLength": 128}),
+                    _query("limit", "at most this many events (default 100)",
+                           {"type": "integer", "minimum": 1, "maximum": 500}),
                 ],
+            )
+        },
+        f"{PREFIX}/changes.atom": {
+            "get": _conditional(
+                _protected(
+                    "changes_atom",
+                    "The newest 50 change events as an Atom 1.0 feed, newest first",
+                    {
+                        "description": "The Atom document.",
+                        "content": {"application/atom+xml": {"schema": {"type": "string"}}},
+                    },
+                    tags=["changes"],
+                ),
+                revision=False,
             )
         },
         f"{PREFIX}/refresh/status": {
@@ -402,6 +545,7 @@ def _build() -> dict[str, Any]:
         "tags": [
             {"name": "catalog", "description": "Providers and models"},
             {"name": "refresh", "description": "Refreshing the catalog from the providers"},
+            {"name": "changes", "description": "The change events as a feed (JSON with a cursor, Atom)"},
             {"name": "service", "description": "Health, client settings, this document"},
             {"name": "web", "description": "The web page"},
         ],

@@ -14,8 +14,8 @@ from urllib.parse import unquote
 from chalice import Response
 
 from chalicelib.auth import Scope, scope_allows
+from chalicelib.entrypoints.http_cache import conditional, strong_etag
 from chalicelib.errors import (
-    BadRequest,
     CatalogError,
     ConcurrentWrite,
     ConfigError,
@@ -28,6 +28,7 @@ from chalicelib.logs import get_logger
 
 if TYPE_CHECKING:
     from chalicelib.bootstrap import Container
+    from chalicelib.change_feed import ChangeFeed
     from chalicelib.service import CatalogService
 
 log = get_logger("api")
@@ -35,6 +36,8 @@ log = get_logger("api")
 # The scope each route needs, by (method, resource path), as app.py's routes declare it; None: public (the health
 # check, the API description, the web page shell, which asks for the token itself).
 ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {}
+# Sent with every answer of GET /models and GET /providers (and their 304s): the catalog revision they show.
+REVISION_HEADER = "X-Catalog-Revision"
 # A route no one declared (Chalice answers it 403/404/405) still needs a token to learn anything.
 UNDECLARED_SCOPE: Scope = "read"
 
@@ -156,24 +159,59 @@ def _chalice_message(body: Any) -> str | None:
     return None
 
 
-def _int_param(params: dict[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter {name!r} must be between {low} and {high}")
-    return value
+# The handlers below import their helpers when first called: `import app` stays cheap for a cold Lambda (the
+# query and feed modules pull in pydantic, botocore and the XML writer).
 
 
-def list_models(service: CatalogService, params: dict[str, str]) -> dict[str, Any]:
-    limit = _int_param(params, "limit", None, 1, 10_000)
-    return service.list_models(
-        provider_id=params.get("provider_id") or None, limit=limit, cursor=params.get("cursor") or None
-    )
+def list_models(service: CatalogService, request: Any) -> Response:
+    """``GET /api/v1/models``: filters and pages (docs/reference.md §8), with a strong ETag: ``304`` when the
+    client's copy is current, decided from the manifest without reading a model."""
+    from chalicelib.entrypoints.query_params import model_query
+
+    query = model_query(request.query_params)
+    view = service.models_view(query)
+    etag = strong_etag("models", view.version, query.key())
+    return conditional(request.headers, etag, view.body, headers={REVISION_HEADER: str(view.revision)})
+
+
+def list_providers(service: CatalogService, request: Any) -> Response:
+    """``GET /api/v1/providers`` with a strong ETag over the manifest, the config and the provider statuses."""
+    view = service.providers_view()
+    etag = strong_etag("providers", view.version)
+    return conditional(request.headers, etag, view.body, headers={REVISION_HEADER: str(view.revision)})
+
+
+def changes(feed: ChangeFeed, request: Any) -> dict[str, Any]:
+    """``GET /api/v1/changes?since&epoch&limit``."""
+    from chalicelib.change_feed import DEFAULT_LIMIT, MAX_LIMIT
+    from chalicelib.entrypoints.query_params import changes_query
+
+    since, epoch, limit = changes_query(request.query_params, DEFAULT_LIMIT, MAX_LIMIT)
+    return feed.changes(since=since, epoch=epoch, limit=limit).to_json()
+
+
+def changes_atom(feed: ChangeFeed, request: Any) -> Response:
+    """``GET /api/v1/changes.atom``: the newest events as Atom; its ETag is the journal's position."""
+    from chalicelib.change_feed import ATOM_ENTRIES
+    from chalicelib.feeds import ATOM_CONTENT_TYPE, render_changes_atom
+
+    seq, epoch = feed.position()
+    url = request_url(request)
+    etag = strong_etag("changes.atom", feed.code_version, epoch, seq, url)
+
+    def document() -> str:
+        return render_changes_atom(feed.newest(epoch, seq, ATOM_ENTRIES), feed_url=url)
+
+    return conditional(request.headers, etag, document, content_type=ATOM_CONTENT_TYPE)
+
+
+def request_url(request: Any) -> str:
+    """The URL the client asked for, without the query (behind API Gateway: its host and the stage's path)."""
+    headers = request.headers or {}
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip() or "http"
+    host = headers.get("host") or "localhost"
+    path = (getattr(request, "context", None) or {}).get("path") or request.path
+    return f"{scheme}://{host}{path}"
 
 
 def collection_action(service: CatalogService, resource: str) -> dict[str, Any]:

@@ -157,9 +157,10 @@ def test_error_routes(client, path, status, code) -> None:
 
 
 def test_models_filter_and_pagination_errors(client) -> None:
-    assert error_of(client.get("/api/v1/models?provider_id=nope", headers=AUTH))["code"] == "provider_not_found"
-    assert error_of(client.get("/api/v1/models?limit=zero", headers=AUTH))["code"] == "bad_request"
-    assert error_of(client.get("/api/v1/models?limit=5&cursor=%25%25", headers=AUTH))["code"] == "bad_request"
+    # docs/reference.md §8: an unknown or bad value of any parameter, provider_id included, is 400 invalid_parameter.
+    assert error_of(client.get("/api/v1/models?provider_id=nope", headers=AUTH))["code"] == "invalid_parameter"
+    assert error_of(client.get("/api/v1/models?limit=zero", headers=AUTH))["code"] == "invalid_parameter"
+    assert error_of(client.get("/api/v1/models?limit=5&cursor=%25%25", headers=AUTH))["code"] == "invalid_parameter"
 
 
 def test_a_refresh_that_finds_one_running_waits_then_gets_409(client) -> None:

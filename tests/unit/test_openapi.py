@@ -24,6 +24,7 @@ from chalicelib.core.domain import (
     RefreshStatus,
 )
 from chalicelib.entrypoints import openapi, rest
+from chalicelib.entrypoints.query_params import MODEL_PARAMETERS
 from chalicelib.errors import LockLost, RefreshInProgress
 from tests.conftest import REPO
 
@@ -96,12 +97,15 @@ def test_path_parameters_match_the_route_variables(document) -> None:
         assert declared == variables, f"{method} {path}"
 
 
-def test_models_takes_provider_id_limit_and_cursor(document) -> None:
-    parameters = {p["name"]: p for p in document["paths"]["/api/v1/models"]["get"]["parameters"]}
-    assert set(parameters) == {"provider_id", "limit", "cursor"}
-    assert all(p["in"] == "query" and not p.get("required") for p in parameters.values())
-    assert all(p["allowEmptyValue"] for p in parameters.values())  # api.list_models reads "" as absent
-    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 10_000}
+def test_models_takes_the_filters_and_paging_of_section_8(document) -> None:
+    parameters = {p["name"]: p for p in document["paths"]["/api/v1/models"]["get"]["parameters"] if p["in"] == "query"}
+    assert set(parameters) == set(MODEL_PARAMETERS)
+    assert all(not p.get("required") for p in parameters.values())
+    assert all(p["allowEmptyValue"] for p in parameters.values())  # query_params reads "" as absent
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 5_000}
+    assert parameters["capability"]["schema"]["items"]["enum"] == list(CAPABILITIES)
+    assert (parameters["capability"]["style"], parameters["capability"]["explode"]) == ("form", True)
+    assert parameters["status"]["schema"]["enum"] == ["active", "deprecated"]
     model_list = document["components"]["schemas"]["ModelList"]
     assert model_list["required"] == ["revision", "models"] and "next_cursor" in model_list["properties"]
 
@@ -158,7 +162,7 @@ def test_each_error_status_names_its_codes(document) -> None:
 
     assert codes("Unauthorized") == ["unauthorized"]
     assert set(codes("NotFound")) == {"not_found", "provider_not_found"}
-    assert set(codes("BadRequest")) == {"bad_request", "unknown_action"}
+    assert set(codes("BadRequest")) == {"bad_request", "invalid_parameter", "unknown_action"}
     assert codes("RefreshInProgress") == ["refresh_in_progress"]
     assert "internal_error" in codes("InternalError")
 
@@ -179,7 +183,10 @@ def test_refresh_routes_document_409_with_a_required_retry_after(document) -> No
 
 def test_documented_statuses_per_route(document) -> None:
     statuses = {key: set(op["responses"]) for key, op in operations(document).items()}
-    assert statuses[("GET", "/api/v1/models")] == {"200", "400", "401", "404", "500", "503"}
+    assert statuses[("GET", "/api/v1/models")] == {"200", "304", "400", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/providers")] == {"200", "304", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/changes")] == {"200", "400", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/changes.atom")] == {"200", "304", "401", "500", "503"}
     assert statuses[("POST", "/api/v1/providers/{provider_id}")] == {"200", "400", "401", "404", "409", "500", "503"}
     assert statuses[("POST", "/api/v1/{resource}")] == {"200", "400", "401", "404", "409", "500", "503"}
     assert statuses[("POST", "/api/v1/providers/{provider_id}/refresh")] == {"200", "401", "404", "409", "500", "503"}
@@ -189,7 +196,9 @@ def test_documented_statuses_per_route(document) -> None:
 
 def test_component_schemas_come_from_the_domain_models(document) -> None:
     schemas = document["components"]["schemas"]
-    optional = {"RefreshResult": {"truncated"}}  # only on a result too big to store or send whole
+    # Only on a result too big to store or send whole: the flag and the lengths of the lists that had to go.
+    optional = {"RefreshResult": {"truncated", "changed_count", "unchanged_count", "failed_count"},
+                "ProviderChange": {"added_count", "removed_count", "updated_count"}}
     for model in DOMAIN_MODELS:
         schema = schemas[model.__name__]
         assert set(schema["properties"]) == set(model.model_fields) | optional.get(model.__name__, set()), model.__name__
