@@ -5,6 +5,7 @@ from chalice import Chalice, Rate
 from chalicelib.bootstrap import Runtime
 from chalicelib.entrypoints import openapi as openapi_document
 from chalicelib.entrypoints import rest, webpage
+from chalicelib.exports import ALIASES, EXPORTS
 from chalicelib.settings import schedule_rate_minutes
 
 app = Chalice(app_name="model-catalog")
@@ -81,6 +82,44 @@ def provider_action(provider_id):
 @route(f"{PREFIX}/providers/{{provider_id}}/refresh", scope="refresh", methods=["POST"])
 def refresh_provider(provider_id):
     return rest.refresh_one(runtime().service, provider_id)
+
+
+@route(f"{PREFIX}/whoami", scope="read", methods=["GET"])
+def whoami():
+    return rest.whoami(runtime(), app.current_request.headers)
+
+
+@route(f"{PREFIX}/tokens", scope="admin", methods=["POST"])
+def create_token():
+    return rest.create_token(runtime(), app.current_request.raw_body)
+
+
+@route(f"{PREFIX}/tokens", scope="admin", methods=["GET"])
+def list_tokens():
+    return runtime().tokens.list()
+
+
+@route(f"{PREFIX}/tokens/{{token_id}}", scope="admin", methods=["DELETE"])
+def revoke_token(token_id):
+    return rest.revoke_token(runtime(), token_id)
+
+
+def export_routes(path: str, name: str) -> None:
+    """``GET /api/v1/export/<path>`` (bearer token) and ``GET /api/v1/feeds/{token}/<path>`` (a `read` token in the
+    URL, for tools that can only be given one) serve the export ``name``. Chalice has no greedy paths: one pair of
+    routes per export."""
+
+    @route(f"{PREFIX}/export/{path}", scope="read", methods=["GET"])
+    def export():
+        return rest.export(runtime(), name, app.current_request.headers)
+
+    @route(f"{PREFIX}/feeds/{{token}}/{path}", scope="read", token_param="token", methods=["GET"])
+    def feed(token):
+        return rest.export(runtime(), name, app.current_request.headers)
+
+
+for _path, _name in {**{name: name for name in EXPORTS}, **ALIASES}.items():
+    export_routes(_path, _name)
 
 
 @app.schedule(Rate(schedule_rate_minutes(), unit=Rate.MINUTES))

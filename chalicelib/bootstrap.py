@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.journal import EventJournal
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
+    from chalicelib.tokens import TokenService
 
 
 class AwsClients:
@@ -107,6 +108,7 @@ class Container:
     websocket: WebsocketHandlers
     authenticator: Authenticator
     fetcher_factory: Callable[[], Fetcher]
+    tokens: TokenService
 
     def public_ws_url(self) -> str | None:
         current = self.settings
@@ -139,6 +141,8 @@ def bootstrap(
     from chalicelib.storage.journal import EventJournal
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
+    from chalicelib.storage.tokens import TokenStore
+    from chalicelib.tokens import TokenService
 
     settings = settings or get_settings()
     aws = aws or AwsClients(settings)
@@ -176,7 +180,8 @@ def bootstrap(
         publish_pending=publisher.publish_pending,
         clock=clock,
     )
-    authenticator = Authenticator(_api_token_source(settings, secrets))
+    tokens = TokenService(TokenStore(dynamodb, tables.catalog), clock=clock)
+    authenticator = Authenticator(_api_token_source(settings, secrets), tokens)
     websocket = WebsocketHandlers(
         token_check=lambda presented: authenticator.identify(presented) is not None,
         connections=connections,
@@ -200,6 +205,7 @@ def bootstrap(
         websocket=websocket,
         authenticator=authenticator,
         fetcher_factory=fetcher_factory,
+        tokens=tokens,
     )
 
 
