@@ -5,7 +5,7 @@ from chalice import Chalice, Rate
 from chalicelib.bootstrap import Runtime
 from chalicelib.entrypoints import openapi as openapi_document
 from chalicelib.entrypoints import rest, webpage
-from chalicelib.exports import ALIASES, EXPORTS
+from chalicelib.exports import export_paths, route_id
 from chalicelib.settings import schedule_rate_minutes
 
 app = Chalice(app_name="model-catalog")
@@ -107,18 +107,20 @@ def revoke_token(token_id):
 def export_routes(path: str, name: str) -> None:
     """``GET /api/v1/export/<path>`` (bearer token) and ``GET /api/v1/feeds/{token}/<path>`` (a `read` token in the
     URL, for tools that can only be given one) serve the export ``name``. Chalice has no greedy paths: one pair of
-    routes per export."""
+    routes per export, named export_<path> and feed_<path> (the OpenAPI operation ids)."""
 
-    @route(f"{PREFIX}/export/{path}", scope="read", methods=["GET"])
     def export():
         return rest.export(runtime(), name, app.current_request.headers)
 
-    @route(f"{PREFIX}/feeds/{{token}}/{path}", scope="read", token_param="token", methods=["GET"])
     def feed(token):
         return rest.export(runtime(), name, app.current_request.headers)
 
+    export.__name__, feed.__name__ = f"export_{route_id(path)}", f"feed_{route_id(path)}"
+    route(f"{PREFIX}/export/{path}", scope="read", methods=["GET"])(export)
+    route(f"{PREFIX}/feeds/{{token}}/{path}", scope="read", token_param="token", methods=["GET"])(feed)
 
-for _path, _name in {**{name: name for name in EXPORTS}, **ALIASES}.items():
+
+for _path, _name in export_paths().items():
     export_routes(_path, _name)
 
 

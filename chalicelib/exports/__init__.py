@@ -22,4 +22,17 @@ EXPORTS: dict[str, Export] = {
 # ends in `/models.dev`; that URL itself answers the document too.
 ALIASES: dict[str, str] = {"models.dev": "models.dev/api.json"}
 
-__all__ = ["ALIASES", "EXPORTS", "CatalogSnapshot", "Export"]
+
+
+def route_id(path: str) -> str:
+    """A name for the routes of an export path (``models.dev/api.json`` → ``models_dev_api_json``): the handlers'
+    names in app.py and the operation ids of the OpenAPI document."""
+    return "".join(char if char.isalnum() else "_" for char in path.lower())
+
+
+def export_paths() -> dict[str, str]:
+    """Every path an export is served at (after ``/export/`` or ``/feeds/{token}/``) → the export's name."""
+    return {**{name: name for name in EXPORTS}, **ALIASES}
+
+
+__all__ = ["ALIASES", "EXPORTS", "CatalogSnapshot", "Export", "export_paths", "route_id"]
