@@ -1,4 +1,4 @@
-"""Scoped tokens through the REST edge (chalice.test.Client on moto; docs/reference.md §7 and §11's URL tokens).
+"""Scoped tokens and the exports through the REST edge (chalice.test.Client on moto; docs/reference.md §7, §11).
 
 The scope table is generated from app.py's routes and the scope each declares (``rest.ROUTE_SCOPES``): each route is called with no
 token, an unknown one, and a token of each scope, and must answer 401 / 403 ``insufficient_scope`` / its own answer
@@ -21,7 +21,7 @@ from chalicelib.auth import scope_allows
 from chalicelib.entrypoints import rest
 from chalicelib.settings import TableNames, settings_from_env
 from devstack.tables import create_tables
-from tests.conftest import FakeClock, wired
+from tests.conftest import wired
 from tests.fakes.provider_server import FakeProviderServer, fixture_json
 
 ADMIN = "env-admin-token-0123456789"
@@ -62,16 +62,11 @@ PATH_VALUES = {"name": "app.js", "provider_id": "demo", "resource": "providers:r
 ROUTE_PATH_VALUES = {("POST", "/api/v1/providers/{provider_id}"): {"provider_id": "demo:refresh"}}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registry():
     with FakeProviderServer() as server:
         server.route("GET", "/api.json", json=fixture_json("models_dev_api.json"))
         yield server
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -287,3 +282,72 @@ def test_a_feed_takes_only_a_read_token(api, tokens) -> None:
     assert api.get(f"/api/v1/feeds/{UNKNOWN}/openai/models").status_code == 401
     # A bearer header does not stand in for the path's token.
     assert api.get(f"/api/v1/feeds/{UNKNOWN}/openai/models", headers=bearer(ADMIN)).status_code == 401
+
+
+# -- exports: ETag, 304, Cache-Control (§11) ---------------------------------------------------------------------
+EXPORT_PATHS = ("models.dev/api.json", "models.dev", "litellm.json", "openai/models")
+
+
+@pytest.mark.parametrize("path", EXPORT_PATHS)
+def test_an_export_revalidates_with_its_etag(api, registry, path, monkeypatch) -> None:
+    assert api.post("/api/v1/providers:refresh", headers=bearer(ADMIN)).status_code == 200
+    first = api.get(f"/api/v1/export/{path}", headers=bearer(ADMIN))
+    assert first.status_code == 200 and first.headers["Content-Type"] == "application/json"
+    etag = first.headers["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    assert first.headers["Cache-Control"] == "private, max-age=60"
+    revision = first.headers["X-Catalog-Revision"]
+    assert revision == str(json.loads(api.get("/api/v1/models", headers=bearer(ADMIN)).body)["revision"])
+
+    # A 304 is decided from the manifest alone: not one model chunk is read.
+    store = api.container.catalog
+    monkeypatch.setattr(store, "read_provider_models", lambda *a: pytest.fail("read a model chunk for a 304"))
+    again = api.get(f"/api/v1/export/{path}", headers={**bearer(ADMIN), "If-None-Match": etag})
+    assert again.status_code == 304 and again.body == b"" and again.headers["ETag"] == etag
+    monkeypatch.undo()
+
+    # The registry changes a model: a new ETag, and the old one gets the new body.
+    document = fixture_json("models_dev_api.json")
+    provider = next(iter(document.values()))
+    model = next(iter(provider["models"].values()))
+    model["limit"]["context"] = 123_457
+    registry.route("GET", "/api.json", json=document)
+    assert api.post("/api/v1/providers:refresh", headers=bearer(ADMIN)).status_code == 200
+    changed = api.get(f"/api/v1/export/{path}", headers={**bearer(ADMIN), "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert int(changed.headers["X-Catalog-Revision"]) == int(revision) + 1
+    if path != "openai/models":  # the OpenAI list has no limits
+        assert "123457" in changed.body.decode()
+
+
+def test_the_etag_follows_the_providers_config_too(api, registry) -> None:
+    api.post("/api/v1/providers:refresh", headers=bearer(ADMIN))
+    manifest, version = api.container.service.catalog_version()
+    from chalicelib.catalog_config import ProviderConfig
+    from chalicelib.core.versions import catalog_version
+
+    renamed = ProviderConfig(id="demo", name="Renamed", kind="registry", url=registry.url + "/api.json")
+    assert catalog_version(manifest, [renamed]) != version
+    assert catalog_version(manifest, api.container.settings.config.providers) == version
+
+
+def test_every_catalog_model_is_in_every_export(api) -> None:
+    api.post("/api/v1/providers:refresh", headers=bearer(ADMIN))
+    models = json.loads(api.get("/api/v1/models", headers=bearer(ADMIN)).body)["models"]
+    ids = sorted(f"{m['provider_id']}/{m['id']}" for m in models)
+    assert len(ids) > 5
+    dev = json.loads(api.get("/api/v1/export/models.dev/api.json", headers=bearer(ADMIN)).body)
+    assert sorted(f"{pid}/{mid}" for pid, p in dev.items() for mid in p["models"]) == ids
+    assert sorted(json.loads(api.get("/api/v1/export/litellm.json", headers=bearer(ADMIN)).body)) == ids
+    listed = json.loads(api.get("/api/v1/export/openai/models", headers=bearer(ADMIN)).body)["data"]
+    assert [m["id"] for m in listed] == ids
+
+
+def test_an_export_too_large_for_one_response_is_a_clear_error(api, monkeypatch) -> None:
+    import chalicelib.service as service_module
+
+    api.post("/api/v1/providers:refresh", headers=bearer(ADMIN))
+    monkeypatch.setattr(service_module, "EXPORT_BUDGET_BYTES", 1000)
+    response = api.get("/api/v1/export/litellm.json", headers=bearer(ADMIN))
+    assert response.status_code == 500 and error_code(response) == "export_too_large"
+    assert "6 MB" in json.loads(response.body)["error"]["message"]
