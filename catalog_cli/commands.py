@@ -20,6 +20,7 @@ from catalog_cli.client import (
     RefreshBusyError,
 )
 from catalog_cli.format import clip, duration, format_result, format_table, number, price, print_json, when
+from catalog_cli.tokens import cmd_tokens
 from catalog_cli.watch import Watcher
 
 
@@ -186,4 +187,5 @@ COMMANDS: dict[str, Callable[[ApiClient, argparse.Namespace, TextIO], int]] = {
     "refresh": cmd_refresh,
     "status": cmd_status,
     "watch": cmd_watch,
+    "tokens": cmd_tokens,
 }
