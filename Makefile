@@ -29,6 +29,7 @@ run: $(STAMP)
 # browser), tests/bench (the benchmark harness's own smoke test). `make test-fast` is the unit tier alone.
 test: $(STAMP)
 	@bash infra/ensure-chromium.sh
+	@bash infra/ensure-test-clients.sh
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
