@@ -351,3 +351,22 @@ def test_an_export_too_large_for_one_response_is_a_clear_error(api, monkeypatch)
     response = api.get("/api/v1/export/litellm.json", headers=bearer(ADMIN))
     assert response.status_code == 500 and error_code(response) == "export_too_large"
     assert "6 MB" in json.loads(response.body)["error"]["message"]
+
+
+# -- faults ------------------------------------------------------------------------------------------------------
+def test_an_unreadable_token_store_is_503_not_401(api, tokens, monkeypatch) -> None:
+    def unreachable(token_id):
+        raise RuntimeError("DynamoDB is unreachable")
+
+    monkeypatch.setattr(api.container.tokens._store, "get", unreachable)
+    response = api.get("/api/v1/providers", headers=bearer(tokens["read"]))
+    assert response.status_code == 503 and error_code(response) == "token_unavailable"
+    assert api.get("/api/v1/providers", headers=bearer(ADMIN)).status_code == 200  # needs no store
+
+
+def test_a_failed_last_used_write_does_not_fail_the_request(api, tokens, monkeypatch) -> None:
+    def unwritable(*args, **kwargs):
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(api.container.tokens._store, "touch", unwritable)
+    assert api.get("/api/v1/whoami", headers=bearer(tokens["read"])).status_code == 200
