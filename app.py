@@ -1,5 +1,8 @@
 """model-catalog: routes only. The service is wired in chalicelib/bootstrap.py (README, "Architecture")."""
 
+from collections.abc import Callable
+from typing import Any
+
 from chalice import Chalice, Rate
 
 from chalicelib.bootstrap import Runtime
@@ -104,24 +107,28 @@ def revoke_token(token_id):
     return rest.revoke_token(runtime(), token_id)
 
 
-def export_routes(path: str, name: str) -> None:
+def export_routes(path: str, serve: Callable[[], Any]) -> None:
     """``GET /api/v1/export/<path>`` (bearer token) and ``GET /api/v1/feeds/{token}/<path>`` (a `read` token in the
-    URL, for tools that can only be given one) serve the export ``name``. Chalice has no greedy paths: one pair of
-    routes per export, named export_<path> and feed_<path> (the OpenAPI operation ids)."""
+    URL, for tools that can only be given one), both answered by ``serve()``. Chalice has no greedy paths: one pair
+    of routes per export, named export_<path> and feed_<path> (the OpenAPI operation ids)."""
 
     def export():
-        return rest.export(runtime(), name, app.current_request.headers)
+        return serve()
 
     def feed(token):
-        return rest.export(runtime(), name, app.current_request.headers)
+        return serve()
 
     export.__name__, feed.__name__ = f"export_{route_id(path)}", f"feed_{route_id(path)}"
     route(f"{PREFIX}/export/{path}", scope="read", methods=["GET"])(export)
     route(f"{PREFIX}/feeds/{{token}}/{path}", scope="read", token_param="token", methods=["GET"])(feed)
 
 
+def catalog_export(name: str) -> Callable[[], Any]:
+    return lambda: rest.export(runtime(), name, app.current_request.headers)
+
+
 for _path, _name in export_paths().items():
-    export_routes(_path, _name)
+    export_routes(_path, catalog_export(_name))
 
 
 @app.schedule(Rate(schedule_rate_minutes(), unit=Rate.MINUTES))
