@@ -237,7 +237,7 @@ def test_revocation_is_immediate_for_rest_feeds_and_new_websockets(stack) -> Non
     assert stack.get("/api/v1/whoami", token=token["token"]).status_code == 200
     assert stack.get(f"/api/v1/feeds/{token['token']}/openai/models", token=False).status_code == 200
     assert ws_status(stack, token["token"]) == 101
-    assert stack._request("DELETE", f"/api/v1/tokens/{token['id']}", True).status_code == 204
+    assert stack.delete(f"/api/v1/tokens/{token['id']}").status_code == 204
     assert stack.get("/api/v1/whoami", token=token["token"]).status_code == 401
     assert stack.get(f"/api/v1/feeds/{token['token']}/openai/models", token=False).status_code == 401
     assert ws_status(stack, token["token"]) == 401
@@ -256,7 +256,7 @@ def test_a_read_token_cannot_refresh_and_powerful_tokens_stay_out_of_urls(stack)
 def test_tokens_survive_a_restart_and_the_state_dir_holds_none_in_plain_text(stack) -> None:
     kept = issue(stack, "refresh", "kept across restarts")
     revoked = issue(stack, "read", "revoked before the restart")
-    assert stack._request("DELETE", f"/api/v1/tokens/{revoked['id']}", True).status_code == 204
+    assert stack.delete(f"/api/v1/tokens/{revoked['id']}").status_code == 204
     stack.restart()
     assert stack.get("/api/v1/whoami", token=kept["token"]).json()["token_id"] == kept["id"]
     assert stack.get("/api/v1/whoami", token=revoked["token"]).status_code == 401
