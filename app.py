@@ -1,10 +1,14 @@
 """model-catalog: routes only. The service is wired in chalicelib/bootstrap.py (README, "Architecture")."""
 
+from collections.abc import Callable
+from typing import Any
+
 from chalice import Chalice, Rate
 
 from chalicelib.bootstrap import Runtime
 from chalicelib.entrypoints import openapi as openapi_document
 from chalicelib.entrypoints import rest, webpage
+from chalicelib.exports import export_paths, route_id
 from chalicelib.settings import schedule_rate_minutes
 
 app = Chalice(app_name="model-catalog")
@@ -91,6 +95,51 @@ def provider_action(provider_id):
 @route(f"{PREFIX}/providers/{{provider_id}}/refresh", scope="refresh", methods=["POST"])
 def refresh_provider(provider_id):
     return rest.refresh_one(runtime().service, provider_id)
+
+
+@route(f"{PREFIX}/whoami", scope="read", methods=["GET"])
+def whoami():
+    return rest.whoami(runtime(), app.current_request.headers)
+
+
+@route(f"{PREFIX}/tokens", scope="admin", methods=["POST"])
+def create_token():
+    return rest.create_token(runtime(), app.current_request.raw_body)
+
+
+@route(f"{PREFIX}/tokens", scope="admin", methods=["GET"])
+def list_tokens():
+    return runtime().tokens.list()
+
+
+@route(f"{PREFIX}/tokens/{{token_id}}", scope="admin", methods=["DELETE"])
+def revoke_token(token_id):
+    return rest.revoke_token(runtime(), token_id)
+
+
+def export_routes(path: str, serve: Callable[[], Any]) -> None:
+    """``GET /api/v1/export/<path>`` (bearer token) and ``GET /api/v1/feeds/{token}/<path>`` (a `read` token in the
+    URL, for tools that can only be given one), both answered by ``serve()``. Chalice has no greedy paths: one pair
+    of routes per export, named export_<path> and feed_<path> (the OpenAPI operation ids)."""
+
+    def export():
+        return serve()
+
+    def feed(token):
+        return serve()
+
+    export.__name__, feed.__name__ = f"export_{route_id(path)}", f"feed_{route_id(path)}"
+    route(f"{PREFIX}/export/{path}", scope="read", methods=["GET"])(export)
+    route(f"{PREFIX}/feeds/{{token}}/{path}", scope="read", token_param="token", methods=["GET"])(feed)
+
+
+def catalog_export(name: str) -> Callable[[], Any]:
+    return lambda: rest.export(runtime(), name, app.current_request.headers)
+
+
+for _path, _name in export_paths().items():
+    export_routes(_path, catalog_export(_name))
+export_routes("changes.atom", lambda: rest.changes_atom(runtime().changes, app.current_request))
 
 
 @app.schedule(Rate(schedule_rate_minutes(), unit=Rate.MINUTES))

@@ -30,6 +30,7 @@ from catalog_cli.format import (
     print_json,
     when,
 )
+from catalog_cli.tokens import cmd_tokens
 from catalog_cli.watch import Watcher
 
 
@@ -261,4 +262,5 @@ COMMANDS: dict[str, Callable[[ApiClient, argparse.Namespace, TextIO], int]] = {
     "status": cmd_status,
     "changes": cmd_changes,
     "watch": cmd_watch,
+    "tokens": cmd_tokens,
 }

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from catalog_cli.client import DEFAULT_URL, EXIT_OK, EXIT_USAGE, TOKEN_ENV, URL_ENV, ApiClient, CliError
 from catalog_cli.commands import COMMANDS, cmd_tick
+from catalog_cli.tokens import add_parser as add_tokens_parser
 
 PROG = "python -m chalicelib.cli"  # the documented name (docs/reference.md §5)
 
@@ -118,6 +119,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "tick", help="run the scheduled due-check now, against DynamoDB with your AWS credentials"
     )
     tick.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    add_tokens_parser(commands, common)
     return parser
 
 

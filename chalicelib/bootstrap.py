@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.journal import EventJournal
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
+    from chalicelib.tokens import TokenService
 
 
 class AwsClients:
@@ -109,6 +110,7 @@ class Container:
     authenticator: Authenticator
     fetcher_factory: Callable[[], Fetcher]
     changes: ChangeFeed
+    tokens: TokenService
 
     def public_ws_url(self) -> str | None:
         current = self.settings
@@ -142,6 +144,8 @@ def bootstrap(
     from chalicelib.storage.journal import EventJournal
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
+    from chalicelib.storage.tokens import TokenStore
+    from chalicelib.tokens import TokenService
 
     settings = settings or get_settings()
     aws = aws or AwsClients(settings)
@@ -179,7 +183,8 @@ def bootstrap(
         publish_pending=publisher.publish_pending,
         clock=clock,
     )
-    authenticator = Authenticator(_api_token_source(settings, secrets))
+    tokens = TokenService(TokenStore(dynamodb, tables.catalog), clock=clock)
+    authenticator = Authenticator(_api_token_source(settings, secrets), tokens)
     websocket = WebsocketHandlers(
         token_check=lambda presented: authenticator.identify(presented) is not None,
         connections=connections,
@@ -204,6 +209,7 @@ def bootstrap(
         authenticator=authenticator,
         fetcher_factory=fetcher_factory,
         changes=ChangeFeed(journal, service.position, code_version=settings.deployment_id),
+        tokens=tokens,
     )
 
 

@@ -5,6 +5,10 @@
     CatalogError                 a request cannot be served; ``code``/``status`` are its error envelope
     ├── BadRequest               400 bad_request
     ├── InvalidParameter         400 invalid_parameter: a query parameter that is unknown, repeated or has a bad value
+    ├── InvalidRequest           400 invalid_request: a request body that cannot be used
+    ├── TokenNotFound            404 token_not_found
+    ├── TokenNotAllowedInUrl     403 token_not_allowed_in_url: only a `read` token may stand in a URL
+    ├── ExportTooLarge           500 export_too_large: the export would exceed what one response can carry
     ├── UnknownAction            400 unknown_action
     ├── ProviderNotFound         404 provider_not_found
     ├── RouteNotFound            404 not_found
@@ -69,6 +73,35 @@ class InvalidParameter(CatalogError):
     def __init__(self, name: str, problem: str):
         super().__init__(f"query parameter {name!r}: {problem}")
         self.name = name
+
+
+class InvalidRequest(CatalogError):
+    code = "invalid_request"
+    status = 400
+
+
+class TokenNotFound(CatalogError):
+    code = "token_not_found"
+    status = 404
+
+    def __init__(self, token_id: str):
+        super().__init__(f"no token with id {token_id!r}")
+
+
+class TokenNotAllowedInUrl(CatalogError):
+    code = "token_not_allowed_in_url"
+    status = 403
+
+    def __init__(self, scope: str):
+        super().__init__(
+            f"a {scope!r} token must not appear in a URL (URLs end up in access logs): use a 'read' token here, "
+            "or send the token in the Authorization header of /api/v1/export/…"
+        )
+
+
+class ExportTooLarge(CatalogError):
+    code = "export_too_large"
+    status = 500
 
 
 class RefreshInProgress(CatalogError):

@@ -6,19 +6,21 @@ domain errors (``chalicelib.errors``).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import utc_iso_ms
-from chalicelib.core.domain import Provider, RefreshStatus, Scope, Trigger
+from chalicelib.core.domain import ModelRecord, Provider, RefreshStatus, Scope, Trigger
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.query import ModelQuery, ProviderRecords, decode_cursor, select_models
 from chalicelib.core.schedule import check_due, next_due_ms
 from chalicelib.core.state import RefreshState
 from chalicelib.core.version import catalog_version
-from chalicelib.errors import InvalidParameter, RefreshInProgress
+from chalicelib.errors import ExportTooLarge, InvalidParameter, RefreshInProgress
+from chalicelib.exports import EXPORTS, CatalogSnapshot
 from chalicelib.logs import get_logger
 from chalicelib.refresh import RefreshEngine
 from chalicelib.storage.catalog import CatalogStore, StaleRead
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from chalicelib.catalog_config import CatalogConfig
 
 log = get_logger("service")
+
+# A Lambda response carries at most 6 MB, the body JSON-escaped inside it: an export stays below, with room for the
+# headers, or fails with a clear error instead of API Gateway's bare 502.
+EXPORT_BUDGET_BYTES = 5_800_000
 
 
 # A model list's chunks can be collected under a reader after a newer commit (rare): it re-reads then.
@@ -158,6 +164,36 @@ class CatalogService:
         """(latest event seq, epoch, revision) for WebSocket subscribers."""
         manifest = self._store.read_manifest()
         return manifest.seq, manifest.epoch, manifest.revision
+
+    # -- exports (docs/reference.md §11) ---------------------------------------------------
+    def catalog_version(self) -> tuple[Manifest, str]:
+        """The manifest, and the version of every body derived from the catalog and the config
+        (``chalicelib.core.version``): what a strong ETag is made of, without reading a single model."""
+        manifest = self._store.read_manifest()
+        return manifest, catalog_version(manifest, self._config, code=self.deployment_id)
+
+    def export(self, name: str, manifest: Manifest | None = None) -> str:
+        """The export ``name`` (a key of ``chalicelib.exports.EXPORTS``) as compact JSON, read at ``manifest``
+        (the one its ETag was computed from) when its models are still there."""
+        manifest, models = self._models_at(manifest)
+        snapshot = CatalogSnapshot(revision=manifest.revision, models=models, configured=self._config.providers)
+        body = json.dumps(EXPORTS[name].render(snapshot), separators=(",", ":"), ensure_ascii=False)
+        if len(json.dumps(body)) > EXPORT_BUDGET_BYTES:
+            raise ExportTooLarge(
+                f"the {name} export of {sum(len(m) for m in models.values())} models is larger than one response "
+                "may be (6 MB); narrow the catalog with model_filter in the config"
+            )
+        return body
+
+    def _models_at(self, manifest: Manifest | None) -> tuple[Manifest, dict[str, list[ModelRecord]]]:
+        if manifest is not None:
+            try:
+                return manifest, {
+                    pid: self._store.read_provider_models(pid, entry) for pid, entry in manifest.providers.items()
+                }
+            except StaleRead:  # a newer commit collected that generation: serve the newer catalog
+                pass
+        return self._store.read_catalog()
 
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self, scope: Scope, provider_id: str | None = None, trigger: Trigger = "manual") -> dict[str, Any]:

@@ -162,8 +162,10 @@ def _schemas() -> dict[str, Any]:
             },
         }
     )
+    schemas.update(_token_schemas(nullable_string))
     _closed(schemas)
     schemas["ModelList"]["required"] = ["revision", "models"]  # next_cursor comes only with `limit`
+    schemas.update(_export_schemas())
     # Only a result too big to store or send whole carries it (its id lists were cut): clients refetch.
     schemas["RefreshResult"]["properties"]["truncated"] = {"type": "boolean", "const": True}
     # ... and, where lists had to go, their lengths (chalicelib.core.results).
@@ -174,6 +176,134 @@ def _schemas() -> dict[str, Any]:
         schemas["ProviderChange"]["properties"][name] = count
     schemas["Event"]["properties"]["truncated"] = {"type": "boolean", "const": True}
     return schemas
+
+
+SCOPE_NAMES = ["read", "refresh", "admin"]
+
+
+def _token_schemas(nullable_string: dict[str, Any]) -> dict[str, Any]:
+    """Section 7: tokens and the caller's own identity."""
+    scope = {"type": "string", "enum": SCOPE_NAMES, "description": "read ⊂ refresh ⊂ admin"}
+    created_at = {"type": "string", "description": "ISO-8601 date-time (UTC)"}
+    token_id = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+    return {
+        "TokenRequest": {
+            "title": "TokenRequest",
+            "type": "object",
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"},
+                           "scope": scope},
+        },
+        "NewToken": {
+            "title": "NewToken",
+            "type": "object",
+            "description": "The only answer that carries the token itself.",
+            "properties": {"id": token_id, "name": {"type": "string"}, "scope": scope,
+                           "token": {"type": "string", "pattern": "^mct_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$"},
+                           "created_at": created_at},
+        },
+        "Token": {
+            "title": "Token",
+            "type": "object",
+            "properties": {"id": token_id, "name": {"type": "string"}, "scope": scope, "created_at": created_at,
+                           "last_used_at": {**nullable_string, "description": "ISO-8601 (to the minute), or null"}},
+        },
+        "TokenList": {
+            "title": "TokenList",
+            "type": "object",
+            "properties": {"tokens": {"type": "array", "items": {"$ref": REF.format(model="Token")}}},
+        },
+        "Whoami": {
+            "title": "Whoami",
+            "type": "object",
+            "properties": {
+                "scope": scope,
+                "token_id": {**nullable_string, "description": "null for the configured MODEL_CATALOG_API_TOKEN"},
+                "name": nullable_string,
+            },
+        },
+    }
+
+
+def _export_schemas() -> dict[str, Any]:
+    """Section 11: the documents other tools read (their own formats: open to fields they define)."""
+    number = {"type": "number", "minimum": 0}
+    boolean = {"type": "boolean"}
+    strings = {"type": "array", "items": {"type": "string"}}
+    return {
+        "ModelsDevCatalog": {
+            "title": "ModelsDevCatalog",
+            "description": "models.dev api.json: providers by id",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["id", "name", "env", "models"],
+                "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "env": strings,
+                    "npm": {"type": "string"}, "api": {"type": "string"},
+                    "models": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["id", "name", "attachment", "reasoning", "tool_call", "modalities", "limit"],
+                            "properties": {
+                                "id": {"type": "string"}, "name": {"type": "string"}, "attachment": boolean,
+                                "reasoning": boolean, "tool_call": boolean,
+                                "modalities": {"type": "object", "required": ["input", "output"],
+                                               "properties": {"input": strings, "output": strings}},
+                                "limit": {"type": "object", "required": ["context", "output"],
+                                          "properties": {"context": {"type": "integer", "minimum": 0},
+                                                         "output": {"type": "integer", "minimum": 0}}},
+                                "cost": {"type": "object", "description": "USD per million tokens",
+                                         "properties": {name: number for name in
+                                                        ("input", "output", "cache_read", "cache_write")}},
+                                "status": {"type": "string", "enum": ["deprecated"]},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "LiteLLMCatalog": {
+            "title": "LiteLLMCatalog",
+            "description": "LiteLLM model_prices_and_context_window.json: entries by `<provider id>/<model id>`",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["litellm_provider", "mode", "supports_function_calling", "supports_vision",
+                             "supports_reasoning"],
+                "properties": {
+                    "max_input_tokens": {"type": "integer"}, "max_output_tokens": {"type": "integer"},
+                    "max_tokens": {"type": "integer"},
+                    **{name: {**number, "description": "USD per token"} for name in (
+                        "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+                        "cache_creation_input_token_cost")},
+                    "litellm_provider": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["chat", "embedding"]},
+                    "supports_function_calling": boolean, "supports_vision": boolean,
+                    "supports_reasoning": boolean, "supports_pdf_input": boolean,
+                    "deprecation_date": {"type": "string", "description": "YYYY-MM-DD"},
+                },
+            },
+        },
+        "OpenAIModelList": {
+            "title": "OpenAIModelList",
+            "description": "an OpenAI GET /v1/models list",
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "object", "created", "owned_by"],
+                        "properties": {"id": {"type": "string"}, "object": {"const": "model"},
+                                       "created": {"type": "integer"}, "owned_by": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    }
 
 
 # -- responses -----------------------------------------------------------------------------------------------
@@ -218,8 +348,15 @@ def _responses() -> dict[str, Any]:
         ),
         "InternalError": _error(
             "The service failed (the reason is in its logs) or its configuration cannot be used.",
-            ["internal_error", "config_error"],
+            ["internal_error", "config_error", "export_too_large"],
         ),
+        "Forbidden": _error("The token is valid but its scope is too small for this route.", ["insufficient_scope"]),
+        "UrlTokenRefused": _error(
+            "Only a `read` token may stand in a URL; this one is a `refresh` or `admin` token.",
+            ["token_not_allowed_in_url"],
+        ),
+        "InvalidRequest": _error("The request body cannot be used.", ["invalid_request"]),
+        "TokenNotFound": _error("No token has this id.", ["token_not_found"]),
         "Unavailable": _error("The service cannot verify tokens right now.", ["token_unavailable"]),
     }
 
@@ -232,6 +369,10 @@ def _use(*names: str) -> dict[str, Any]:
         "RefreshInProgress": "409",
         "InternalError": "500",
         "Unavailable": "503",
+        "Forbidden": "403",
+        "UrlTokenRefused": "403",
+        "InvalidRequest": "400",
+        "TokenNotFound": "404",
     }
     return {status[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
 
@@ -265,12 +406,90 @@ def _protected(operation_id: str, summary: str, ok: dict[str, Any], *errors: str
     }
 
 
-_ERROR_ORDER = ["BadRequest", "Unauthorized", "NotFound", "RefreshInProgress", "InternalError", "Unavailable"]
+_ERROR_ORDER = ["BadRequest", "InvalidRequest", "Unauthorized", "Forbidden", "UrlTokenRefused", "NotFound",
+                "TokenNotFound", "RefreshInProgress", "InternalError", "Unavailable"]
 
 
 def _refresh(operation_id: str, summary: str, *errors: str, **extra: Any) -> dict[str, Any]:
     ok = {"description": "What the refresh changed.", "content": _json(_ref("RefreshResult"))}
-    return _protected(operation_id, summary, ok, "RefreshInProgress", *errors, tags=["refresh"], **extra)
+    return _protected(operation_id, summary, ok, "RefreshInProgress", "Forbidden", *errors, tags=["refresh"], **extra)
+
+
+def _exports() -> dict[str, Any]:
+    """Section 11: every export at /export/<name> (bearer) and /feeds/{token}/<name> (a read token in the URL)."""
+    from chalicelib.exports import ALIASES, export_paths, route_id
+
+    schemas = {"models.dev/api.json": "ModelsDevCatalog", "litellm.json": "LiteLLMCatalog",
+               "openai/models": "OpenAIModelList"}
+    header = {"required": True, "schema": {"type": "string"}}
+    ok_headers = {"ETag": {**header, "description": "strong; send it back as If-None-Match"},
+                  "Cache-Control": header,
+                  "X-Catalog-Revision": {**header, "description": "the catalog revision the export was read at"}}
+    etag_param = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                  "description": "an ETag of an earlier answer: 304 while the export is unchanged"}
+    token_param = _path_param("token", "a `read` token (refresh and admin tokens are refused here)", "mct_…")
+    atom_headers = {"ETag": ok_headers["ETag"], "Cache-Control": header}
+    exports = [(path, name, _json(_ref(schemas[name])), ok_headers) for path, name in export_paths().items()]
+    # The change feed of section 8 is an export too (served by the change-feed handler).
+    exports.append(("changes.atom", "changes.atom", {"application/atom+xml": {"schema": {"type": "string"}}},
+                    atom_headers))
+    paths: dict[str, Any] = {}
+    for path, name, content, headers in exports:
+        responses = {
+            "200": {"description": f"The {name} export.", "headers": headers, "content": content},
+            "304": {"description": "Unchanged since the ETag given in If-None-Match.",
+                    "headers": {"ETag": ok_headers["ETag"]}},
+        }
+        bearer = _protected(f"export_{route_id(path)}", f"The catalog as {name}", responses["200"],
+                            tags=["exports"], parameters=[etag_param])
+        bearer["responses"]["304"] = responses["304"]
+        paths[f"{PREFIX}/export/{path}"] = {"get": bearer}
+        paths[f"{PREFIX}/feeds/{{token}}/{path}"] = {
+            "get": {
+                "operationId": f"feed_{route_id(path)}",
+                "summary": f"The catalog as {name}, for tools that can only be given a URL",
+                "tags": ["exports"],
+                "security": PUBLIC,  # the token is in the path, not in a header
+                "parameters": [token_param, etag_param],
+                "responses": {**responses, **_use("Unauthorized", "UrlTokenRefused", "InternalError",
+                                                   "Unavailable")},
+            }
+        }
+        if path in ALIASES:
+            bearer["summary"] += f" (the same as …/{ALIASES[path]}, which opencode requests)"
+    return paths
+
+
+def _tokens() -> dict[str, Any]:
+    """Section 7: the admin routes of tokens, and the caller's own identity."""
+    admin = ("Forbidden",)
+    create = _protected("create_token", "Issue a token (its value is shown only in this answer)", {},
+                        "InvalidRequest", *admin, tags=["tokens"],
+                        requestBody={"required": True, "content": _json(_ref("TokenRequest"))})
+    create["responses"].pop("200")
+    create["responses"] = {"201": {"description": "The new token.", "content": _json(_ref("NewToken"))},
+                           **create["responses"]}
+    revoke = _protected("revoke_token", "Revoke a token: refused from the next request on", {},
+                        "TokenNotFound", *admin, tags=["tokens"],
+                        parameters=[_path_param("token_id", "the token's id", "0123456789abcdef")])
+    revoke["responses"].pop("200")
+    revoke["responses"] = {"204": {"description": "Revoked."}, **revoke["responses"]}
+    return {
+        f"{PREFIX}/whoami": {
+            "get": _protected("whoami", "The caller's scope and token", {
+                "description": "Who the bearer token stands for.", "content": _json(_ref("Whoami"))},
+                tags=["tokens"]),
+        },
+        f"{PREFIX}/tokens": {
+            "post": create,
+            "get": _protected("list_tokens", "Every issued token (never a token value)", {
+                "description": "The tokens, oldest first.", "content": _json(_ref("TokenList"))}, *admin,
+                tags=["tokens"]),
+        },
+        f"{PREFIX}/tokens/{{token_id}}": {
+            "delete": revoke,
+        },
+    }
 
 
 def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -525,6 +744,8 @@ def _paths() -> dict[str, Any]:
                 parameters=[provider_ref],
             ),
         },
+        **_tokens(),
+        **_exports(),
     }
 
 
@@ -548,6 +769,8 @@ def _build() -> dict[str, Any]:
             {"name": "changes", "description": "The change events as a feed (JSON with a cursor, Atom)"},
             {"name": "service", "description": "Health, client settings, this document"},
             {"name": "web", "description": "The web page"},
+            {"name": "tokens", "description": "Scoped API tokens (admin) and the caller's identity"},
+            {"name": "exports", "description": "The catalog in formats other tools read by URL"},
         ],
         # Relative to this document's own URL (…/api/v1/openapi.json), so it also holds behind an API Gateway
         # stage prefix (https://host/<stage>/api/v1/…) without the service knowing its public URL.

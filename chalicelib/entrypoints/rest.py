@@ -9,19 +9,22 @@ import functools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from chalice import Response
 
-from chalicelib.auth import Scope, scope_allows
+from chalicelib.auth import SCOPES, Principal, Scope, scope_allows
+from chalicelib.core.tokens import NAME_MAX_LENGTH
 from chalicelib.entrypoints.http_cache import conditional, strong_etag
 from chalicelib.errors import (
     CatalogError,
     ConcurrentWrite,
     ConfigError,
+    InvalidRequest,
     ProviderNotFound,
     RefreshInProgress,
     RouteNotFound,
+    TokenNotAllowedInUrl,
     UnknownAction,
 )
 from chalicelib.logs import get_logger
@@ -40,6 +43,9 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {}
 REVISION_HEADER = "X-Catalog-Revision"
 # A route no one declared (Chalice answers it 403/404/405) still needs a token to learn anything.
 UNDECLARED_SCOPE: Scope = "read"
+# Routes that take their token from a path parameter (for clients that can only be given a URL), by (method, resource
+# path) → the parameter's name. Only a `read` token may stand there: URLs end up in access logs.
+PATH_TOKEN_ROUTES: dict[tuple[str, str], str] = {}
 
 
 def public_paths() -> set[str]:
@@ -70,7 +76,11 @@ def http_middleware(runtime: Callable[[], Container]) -> Callable[[Any, Callable
     def middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
         needed = ROUTE_SCOPES.get((event.method, event.path), UNDECLARED_SCOPE)
         if needed is not None:
-            refused = _refusal(runtime, _bearer(event.headers), needed)
+            token_param = PATH_TOKEN_ROUTES.get((event.method, event.path))
+            if token_param is None:
+                refused = _refusal(runtime, _bearer(event.headers), needed)
+            else:
+                refused = _refusal(runtime, (event.uri_params or {}).get(token_param), needed, in_url=True)
             if refused is not None:
                 return refused
         return _enveloped(get_response(event))
@@ -78,7 +88,9 @@ def http_middleware(runtime: Callable[[], Container]) -> Callable[[Any, Callable
     return middleware
 
 
-def _refusal(runtime: Callable[[], Container], presented: str | None, needed: Scope) -> Response | None:
+def _refusal(
+    runtime: Callable[[], Container], presented: str | None, needed: Scope, in_url: bool = False
+) -> Response | None:
     try:
         principal = runtime().authenticator.identify(presented)
     except ConfigError as exc:
@@ -89,6 +101,9 @@ def _refusal(runtime: Callable[[], Container], presented: str | None, needed: Sc
         return error_response(503, "token_unavailable", "the service cannot verify tokens right now")
     if principal is None:
         return error_response(401, "unauthorized", "missing or invalid bearer token")
+    if in_url and principal.scope != "read":
+        refused = TokenNotAllowedInUrl(principal.scope)
+        return error_response(refused.status, refused.code, refused.message)
     if not scope_allows(principal.scope, needed):
         message = f"this route needs a token with the {needed!r} scope (yours: {principal.scope!r})"
         return error_response(403, "insufficient_scope", message)
@@ -110,9 +125,13 @@ def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..
     """``app.route`` with the scope every route must declare (``None``: public) and the error envelope: domain
     errors become HTTP responses here, at the edge."""
 
-    def route(path: str, *, scope: Scope | None, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def route(
+        path: str, *, scope: Scope | None, token_param: str | None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         for method in options.get("methods") or ["GET"]:
             ROUTE_SCOPES[(method, path)] = scope
+            if token_param is not None:
+                PATH_TOKEN_ROUTES[(method, path)] = token_param
 
         def register(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
@@ -196,13 +215,20 @@ def changes_atom(feed: ChangeFeed, request: Any) -> Response:
     from chalicelib.feeds import ATOM_CONTENT_TYPE, render_changes_atom
 
     seq, epoch = feed.position()
-    url = request_url(request)
+    url = _tokenless(request_url(request), request)
     etag = strong_etag("changes.atom", feed.code_version, epoch, seq, url)
 
     def document() -> str:
         return render_changes_atom(feed.newest(epoch, seq, ATOM_ENTRIES), feed_url=url)
 
     return conditional(request.headers, etag, document, content_type=ATOM_CONTENT_TYPE)
+
+
+def _tokenless(url: str, request: Any) -> str:
+    """A ``/feeds/{token}/…`` URL as its ``/export/…`` twin: the feed's id and self link must not carry the token
+    (feed readers show and share them)."""
+    token = (request.uri_params or {}).get("token")
+    return url.replace(f"/feeds/{quote(token, safe='')}/", "/export/", 1) if token else url
 
 
 def request_url(request: Any) -> str:
@@ -250,3 +276,64 @@ def _refresh_one(service: CatalogService, provider_id: str) -> dict[str, Any]:
 
 def client_config(container: Container) -> dict[str, Any]:
     return {"ws_url": container.public_ws_url(), "api_prefix": "/api/v1"}
+
+
+# -- tokens (docs/reference.md §7) -----------------------------------------------------------------------------
+def token_request(raw_body: bytes | None) -> tuple[str, Scope]:
+    """``POST /api/v1/tokens``'s body: ``{"name": str, "scope": "read" | "refresh" | "admin"}``."""
+    try:
+        body = json.loads(raw_body or b"")
+    except ValueError:
+        raise InvalidRequest('the body must be JSON: {"name": "...", "scope": "read" | "refresh" | "admin"}') from None
+    if not isinstance(body, dict):
+        raise InvalidRequest('the body must be a JSON object: {"name": "...", "scope": "read" | "refresh" | "admin"}')
+    unknown = sorted(set(body) - {"name", "scope"})
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0]!r}; the fields are name and scope")
+    name, scope = body.get("name"), body.get("scope")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("'name' must be a non-empty string")
+    if len(name) > NAME_MAX_LENGTH or not name.isprintable():
+        raise InvalidRequest(f"'name' must be printable text of at most {NAME_MAX_LENGTH} characters")
+    if scope not in SCOPES:
+        raise InvalidRequest(f"'scope' must be one of {', '.join(SCOPES)}, got {scope!r}")
+    return name, scope
+
+
+def create_token(container: Container, raw_body: bytes | None) -> Response:
+    name, scope = token_request(raw_body)
+    return Response(body=container.tokens.create(name, scope), status_code=201,
+                    headers={"Content-Type": "application/json", "Cache-Control": "no-store"})
+
+
+def revoke_token(container: Container, raw_token_id: str) -> Response:
+    container.tokens.revoke(unquote(raw_token_id))
+    return Response(body="", status_code=204)
+
+
+def whoami(container: Container, headers: Any) -> dict[str, Any] | Response:
+    """The caller: its scope, and which issued token it is (``null`` for the configured admin token)."""
+    principal: Principal | None = container.authenticator.identify(_bearer(headers))
+    if principal is None:  # revoked between the middleware's check and here
+        return error_response(401, "unauthorized", "missing or invalid bearer token")
+    return {"scope": principal.scope, "token_id": principal.token_id, "name": principal.name}
+
+
+# -- exports (docs/reference.md §11) ---------------------------------------------------------------------------
+# Behind a token, so only the caller's own cache may keep a copy; a minute of reuse spares tools that poll (they
+# rarely send If-None-Match), and a revalidation is a 304 computed from the manifest alone.
+EXPORT_CACHE_CONTROL = "private, max-age=60"
+
+
+def export(container: Container, name: str, headers: Any) -> Response:
+    """``GET /api/v1/export/<name>`` and ``/api/v1/feeds/{token}/<name>``: strong ETag from the manifest and the
+    providers' config (no model read for a 304), then the export read at that same manifest."""
+    manifest, version = container.service.catalog_version()
+    etag = strong_etag("export", name, version)
+    return conditional(
+        headers,
+        etag,
+        lambda: container.service.export(name, manifest),
+        cache_control=EXPORT_CACHE_CONTROL,
+        headers={"X-Catalog-Revision": str(manifest.revision)},
+    )

@@ -117,9 +117,16 @@ def test_the_bearer_scheme_protects_every_route_but_the_public_ones(document) ->
     public = {path for (_, path), op in operations(document).items() if op.get("security") == []}
     import app  # noqa: F401 - registers the routes and the scope each declares
 
+    # Routes that take a `read` token in their path lift the bearer requirement too, and answer 401 for a bad one.
+    in_url = {path for (_, path) in rest.PATH_TOKEN_ROUTES}
+    assert in_url and in_url <= public
+    public -= in_url
     assert public == rest.public_paths() == {"/", "/assets/{name}", "/api/v1/health", "/api/v1/openapi.json"}
     for (method, path), operation in operations(document).items():
-        if path in public:
+        if path in in_url:
+            assert operation["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}
+            assert operation["responses"]["403"] == {"$ref": "#/components/responses/UrlTokenRefused"}
+        elif path in public:
             assert "401" not in operation["responses"], f"{method} {path}"
         else:
             assert "security" not in operation, f"{method} {path} must inherit the bearer requirement"
@@ -171,7 +178,7 @@ def test_refresh_routes_document_409_with_a_required_retry_after(document) -> No
     conflict = document["components"]["responses"]["RefreshInProgress"]
     assert conflict["headers"]["Retry-After"]["required"] is True
     assert conflict["headers"]["Retry-After"]["schema"]["type"] == "integer"
-    posts = {path for (method, path) in operations(document) if method == "POST"}
+    posts = {path for (method, path), op in operations(document).items() if method == "POST" and "refresh" in op["tags"]}
     assert len(posts) == 5
     for path in posts:
         responses = document["paths"][path]["post"]["responses"]
@@ -187,10 +194,15 @@ def test_documented_statuses_per_route(document) -> None:
     assert statuses[("GET", "/api/v1/providers")] == {"200", "304", "401", "500", "503"}
     assert statuses[("GET", "/api/v1/changes")] == {"200", "400", "401", "500", "503"}
     assert statuses[("GET", "/api/v1/changes.atom")] == {"200", "304", "401", "500", "503"}
-    assert statuses[("POST", "/api/v1/providers/{provider_id}")] == {"200", "400", "401", "404", "409", "500", "503"}
-    assert statuses[("POST", "/api/v1/{resource}")] == {"200", "400", "401", "404", "409", "500", "503"}
-    assert statuses[("POST", "/api/v1/providers/{provider_id}/refresh")] == {"200", "401", "404", "409", "500", "503"}
-    assert statuses[("POST", "/api/v1/providers:refresh")] == {"200", "401", "409", "500", "503"}
+    refresh = {"403"}  # a `read` token is refused from refreshing (insufficient_scope)
+    assert statuses[("POST", "/api/v1/providers/{provider_id}")] == {"200", "400", "401", "404", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/{resource}")] == {"200", "400", "401", "404", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/providers/{provider_id}/refresh")] == {"200", "401", "404", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/providers:refresh")] == {"200", "401", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/tokens")] == {"201", "400", "401", "403", "500", "503"}
+    assert statuses[("DELETE", "/api/v1/tokens/{token_id}")] == {"204", "401", "403", "404", "500", "503"}
+    assert statuses[("GET", "/api/v1/export/litellm.json")] == {"200", "304", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/feeds/{token}/models.dev")] == {"200", "304", "401", "403", "500", "503"}
     assert statuses[("GET", "/api/v1/health")] == {"200", "500"}
 
 
