@@ -93,7 +93,8 @@ class CatalogService:
             known = self._config.provider(provider_id) is not None
             if not known and provider_id not in self._store.read_manifest().providers:
                 raise ProviderNotFound(provider_id)
-        manifest, catalog = self._store.read_catalog(None if provider_id is None else [provider_id])
+        snapshot = self._store.read_catalog(None if provider_id is None else [provider_id])
+        manifest, catalog = snapshot
         after = _decode_cursor(cursor) if cursor else None
         models: list[dict[str, Any]] = []
         next_cursor = None
@@ -113,6 +114,8 @@ class CatalogService:
         body: dict[str, Any] = {"revision": manifest.revision, "models": models}
         if limit is not None:
             body["next_cursor"] = next_cursor
+        if snapshot.unreadable:  # their models are missing from this answer; the next refresh writes them again
+            body["unavailable"] = [{"provider_id": p, "reason": r} for p, r in sorted(snapshot.unreadable.items())]
         return body
 
     def refresh_status(self) -> dict[str, Any]:
