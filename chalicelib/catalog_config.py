@@ -30,6 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
+from chalicelib.providers.model_filter import compile_model_filter
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -112,10 +113,7 @@ class ProviderConfig(_Strict):
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
+            compile_model_filter(value)  # ModelFilterError (a ValueError) names what the engine refuses
         return value
 
     @field_validator("headers")

@@ -89,7 +89,9 @@ def test_env_override_without_a_section(tmp_path: Path) -> None:
         (PROVIDER.replace('kind = "openai"', 'kind = "bedrock"'), {}, "providers[0].kind: unknown kind 'bedrock'"),
         (PROVIDER.replace('id = "openai"', 'id = "open ai"'), {}, "providers[0].id: String should match"),
         (PROVIDER + 'colour = "red"\n', {}, "providers[0].colour: unknown key"),
-        (PROVIDER + 'model_filter = "gpt-("\n', {}, "providers[0].model_filter: Value error, not a valid regular expression"),
+        (PROVIDER + 'model_filter = "gpt-("\n', {},
+         "providers[0].model_filter: Value error, not a regular expression the linear-time engine (RE2) accepts"),
+        (PROVIDER + 'model_filter = "(a)\\\\1"\n', {}, "backreferences and lookaround are not supported"),
         (PROVIDER + "timeout_ms = 0\n", {}, "providers[0].timeout_ms: Input should be greater than 0"),
         ('[[providers]]\nid = "r"\nkind = "registry"\n', {}, "providers[0]: Value error, kind 'registry' requires `url`"),
         (
