@@ -96,6 +96,17 @@ class ProviderConfig(_Strict):
     refresh_token_env: Annotated[StrictStr, Field(pattern=ENV_NAME_PATTERN)] | None = None
     scope: StrictStr | None = None
 
+    def __repr_args__(self) -> Any:
+        """``repr()`` without secrets: header values are masked (they often carry keys), and URLs lose their
+        user info and query (``${VAR}`` references may have put a token there)."""
+        for name, value in super().__repr_args__():
+            if name == "headers" and value:
+                yield name, dict.fromkeys(value, "***")
+            elif name in ("base_url", "url", "token_url") and isinstance(value, str):
+                yield name, _without_credentials(value)
+            else:
+                yield name, value
+
     @property
     def display_name(self) -> str:
         return self.name or self.id
@@ -196,6 +207,15 @@ def _describe_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
         else:
             parts.append(str(item))
     return ".".join(parts) or "(top level)"
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without user info and query string (for ``repr()``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "") if "@" in parts.netloc else parts.netloc
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}" if parts.scheme else url
 
 
 def _check_url(provider: ProviderConfig, allow_private: bool) -> None:

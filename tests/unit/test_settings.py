@@ -178,3 +178,21 @@ def test_schedule_rate_is_a_stage_setting() -> None:
     assert schedule_rate_minutes({"MODEL_CATALOG_SCHEDULE_RATE_MINUTES": "5"}) == 5
     with pytest.raises(ConfigError, match="minimum is 1 minute"):
         schedule_rate_minutes({"MODEL_CATALOG_SCHEDULE_RATE_MINUTES": "0"})
+
+
+def test_secrets_never_appear_in_repr_of_settings_or_config(tmp_path) -> None:
+    config = tmp_path / "catalog.toml"
+    config.write_text(
+        '[[providers]]\nid = "x"\nkind = "openai"\n'
+        'base_url = "https://user:hunter2@api.example.com/v1?api_key=sk-in-url"\n'
+        'headers = { Authorization = "Bearer sk-in-header", X-Team = "research" }\n'
+    )
+    settings = settings_from_env({"MODEL_CATALOG_CONFIG": str(config), "MODEL_CATALOG_API_TOKEN": "admin-tok-1"})
+    for text in (repr(settings), str(settings), repr(settings.config.providers[0]), str(settings.config)):
+        for secret in ("admin-tok-1", "hunter2", "sk-in-url", "sk-in-header", "research"):
+            assert secret not in text, (secret, text)
+    shown = repr(settings.config.providers[0])
+    assert "base_url='https://api.example.com/v1?…'" in shown and "headers={'Authorization': '***'" in shown
+    # The values themselves are intact for the code that uses them.
+    assert settings.api_token == "admin-tok-1"
+    assert settings.config.providers[0].headers["Authorization"] == "Bearer sk-in-header"
