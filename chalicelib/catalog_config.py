@@ -33,6 +33,13 @@ from chalicelib.providers.kinds import KINDS
 from chalicelib.providers.model_filter import compile_model_filter
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
+# A manual refresh answers inside API Gateway's integration timeout: waiting for the lock, fetching, then the
+# commit (reading stored lists, writing chunks, the transaction, garbage collection, release) and the inline
+# fan-out (≤ 1,000 connections; more are handed to the scheduled tick) must all fit (docs/reference.md §4).
+REST_TIMEOUT_MS = 29_000
+COMMIT_BUDGET_MS = 4_000
+INLINE_FANOUT_BUDGET_MS = 3_000
+MANUAL_BUDGET_MS = REST_TIMEOUT_MS - COMMIT_BUDGET_MS - INLINE_FANOUT_BUDGET_MS  # lock wait + fetch deadline
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -69,9 +76,22 @@ class CatalogOptions(_Strict):
     # Extensions beyond docs/reference.md §4, all optional.
     fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 32
     shrink_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    lock_wait_ms: PositiveMs = 8_000
-    manual_run_deadline_ms: PositiveMs = 18_000
-    scheduled_run_deadline_ms: PositiveMs = 120_000
+    lock_wait_ms: PositiveMs = 5_000
+    manual_run_deadline_ms: PositiveMs = 15_000
+    scheduled_run_deadline_ms: Annotated[StrictInt, Field(gt=0, le=600_000)] = 120_000
+
+    @model_validator(mode="after")
+    def _manual_refresh_fits_the_rest_timeout(self) -> CatalogOptions:
+        budget = self.lock_wait_ms + self.manual_run_deadline_ms
+        if budget > MANUAL_BUDGET_MS:
+            raise _KeyedError(
+                "model_catalog",
+                f"lock_wait_ms ({self.lock_wait_ms}) + manual_run_deadline_ms ({self.manual_run_deadline_ms}) = "
+                f"{budget} ms, but a manual refresh must answer within API Gateway's {REST_TIMEOUT_MS // 1000} s: "
+                f"with {COMMIT_BUDGET_MS} ms for the commit and {INLINE_FANOUT_BUDGET_MS} ms for the fan-out, the two "
+                f"may add up to at most {MANUAL_BUDGET_MS} ms",
+            )
+        return self
 
 
 Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]

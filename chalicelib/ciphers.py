@@ -64,24 +64,30 @@ class KmsCipher:
         self._sleep = sleep
 
     def encrypt(self, plaintext: bytes, context: str) -> bytes:
-        response = self._call(
-            "encrypt", KeyId=self._key_id, Plaintext=plaintext, EncryptionContext={"provider_id": context}
+        response = self._retried(
+            "encrypt",
+            lambda: self._kms.encrypt(
+                KeyId=self._key_id, Plaintext=plaintext, EncryptionContext={"provider_id": context}
+            ),
         )
         return bytes(response["CiphertextBlob"])
 
     def decrypt(self, blob: bytes, context: str) -> bytes:
         try:
-            response = self._call(
-                "decrypt", CiphertextBlob=blob, KeyId=self._key_id, EncryptionContext={"provider_id": context}
+            response = self._retried(
+                "decrypt",
+                lambda: self._kms.decrypt(
+                    CiphertextBlob=blob, KeyId=self._key_id, EncryptionContext={"provider_id": context}
+                ),
             )
         except Exception as exc:  # botocore ClientError: InvalidCiphertextException, IncorrectKeyException…
             raise TokenDecryptError(f"KMS could not decrypt the stored token ({_code(exc)})") from None
         return bytes(response["Plaintext"])
 
-    def _call(self, operation: str, **request: Any) -> Any:
+    def _retried(self, operation: str, call: Callable[[], Any]) -> Any:
         for attempt in range(self._attempts):
             try:
-                return getattr(self._kms, operation)(**request)
+                return call()
             except Exception as exc:
                 if _code(exc) not in _KMS_RETRYABLE or attempt == self._attempts - 1:
                     raise

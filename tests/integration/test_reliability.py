@@ -344,3 +344,33 @@ def test_the_store_snapshot_still_unpacks_as_manifest_and_models(world) -> None:
     refresh(world, alpha=["a1"])
     manifest, models = CatalogStore(world.client, world.settings.tables.catalog).read_catalog()
     assert manifest.revision == 1 and [m["id"] for m in models["alpha"]] == ["a1"]
+
+
+# -- the request path's budget: a large fan-out is handed to the scheduled tick -----------------------------------
+
+
+def test_a_manual_refresh_with_more_connections_than_its_budget_hands_the_fan_out_to_the_tick(world, monkeypatch):
+    from chalicelib import refresh as refresh_module
+
+    monkeypatch.setattr(refresh_module, "INLINE_FANOUT_CONNECTIONS", 2)
+    for connection_id in ("c1", "c2", "c3"):
+        world.container.connections.add(connection_id)
+    refresh(world, alpha=["a1"], beta=["b1"])
+    assert world.frames == []  # the request did not fan out to 3 connections (its budget: 2)
+    epoch = world.store.read_manifest().epoch
+    assert [m["seq"] for m in world.container.journal.unpublished(epoch)] == [1]
+    outcome = world.service.tick()  # the next scheduled tick (not due: it only repairs) delivers it at once
+    assert outcome["ran"] is False
+    assert sorted(connection for connection, frame in world.frames if frame["seq"] == 1) == ["c1", "c2", "c3"]
+    assert world.container.journal.unpublished(epoch) == []
+
+
+def test_negative_control_within_the_budget_the_request_fans_out_itself(world, monkeypatch):
+    from chalicelib import refresh as refresh_module
+
+    monkeypatch.setattr(refresh_module, "INLINE_FANOUT_CONNECTIONS", 3)
+    for connection_id in ("c1", "c2", "c3"):
+        world.container.connections.add(connection_id)
+    refresh(world, alpha=["a1"], beta=["b1"])
+    assert sorted(connection for connection, _ in world.frames) == ["c1", "c2", "c3"]
+    assert world.container.journal.unpublished(world.store.read_manifest().epoch) == []

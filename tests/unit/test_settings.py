@@ -196,3 +196,25 @@ def test_secrets_never_appear_in_repr_of_settings_or_config(tmp_path) -> None:
     # The values themselves are intact for the code that uses them.
     assert settings.api_token == "admin-tok-1"
     assert settings.config.providers[0].headers["Authorization"] == "Bearer sk-in-header"
+
+
+@pytest.mark.parametrize(
+    ("options", "fits"),
+    [
+        ("", True),  # the defaults: 5 s + 15 s
+        ("lock_wait_ms = 2000\nmanual_run_deadline_ms = 20000\n", True),
+        ("lock_wait_ms = 8000\nmanual_run_deadline_ms = 18000\n", False),  # version 1's defaults: 26 s + commit
+        ("manual_run_deadline_ms = 20000\n", False),
+    ],
+)
+def test_a_manual_refresh_budget_over_the_rest_timeout_is_a_startup_error(tmp_path: Path, options, fits) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[model_catalog]\n" + options)
+    if fits:
+        load_config(path, {})
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: model_catalog: lock_wait_ms (")
+    assert "manual_run_deadline_ms" in message and "at most 22000 ms" in message and "29 s" in message
