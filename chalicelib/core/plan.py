@@ -90,7 +90,8 @@ def lists_to_read(
 ) -> list[str]:
     """The stored lists ``plan_refresh`` needs: providers whose answer differs from what is stored (to diff it),
     and providers that leave the catalog (to report their models as removed). Everything else is judged by
-    fingerprint alone, so an unchanged provider costs no read."""
+    fingerprint alone: an unchanged provider's models are not read for the plan (``lists_to_verify`` only checks
+    that they are all still there)."""
     differing = [
         o.provider_id
         for o in outcomes
