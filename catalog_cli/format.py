@@ -1,14 +1,40 @@
-"""What the CLI prints for people: aligned tables, numbers, prices, times, and refresh results as diffs."""
+"""What the CLI prints for people: aligned tables, numbers, prices, times, and refresh results as diffs.
+
+Text that comes from providers (model ids, names, failure reasons) may hold terminal control characters: an
+``ESC [`` sequence could clear the screen, move the cursor or rewrite earlier lines. ``safe`` shows every control
+and bidirectional-override character as a visible escape (``\\x1b``), and every human-readable output goes through it.
+"""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+# Format characters that reorder or hide text (bidi overrides and isolates, zero-width marks).
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+
+
+def safe(text: object) -> str:
+    r"""``text`` with every control character (C0, DEL, C1) and bidi/zero-width format character shown as an
+    escape (``\x1b``, ``\u202e``): a terminal prints it, never obeys it."""
+    value = str(text)
+    if value.isprintable() and not _INVISIBLE.intersection(value):
+        return value
+    return "".join(_escaped(char) for char in value)
+
+
+def _escaped(char: str) -> str:
+    if char in _INVISIBLE or unicodedata.category(char) == "Cc":
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return char
+
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for index, cell in enumerate(row):
@@ -38,7 +64,7 @@ def price(pricing: dict[str, float] | None) -> str:
 
 
 def clip(text: str, width: int = 80) -> str:
-    text = " ".join(text.split())
+    text = safe(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -80,10 +106,13 @@ def format_result(result: dict[str, Any]) -> str:
     ]
     lines.extend(format_changes(changed))
     if unchanged:
-        lines.append(f"  unchanged: {', '.join(unchanged)}")
-    for failure in failed:
-        lines.append(f"  FAILED {failure.get('provider_id')}: {failure.get('reason')}")
+        lines.append(f"  unchanged: {safe(', '.join(unchanged))}")
+    lines.extend(format_failures(failed))
     return "\n".join(lines)
+
+
+def format_failures(failed: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"  FAILED {safe(failure.get('provider_id'))}: {safe(failure.get('reason'))}" for failure in failed]
 
 
 def format_changes(changed: Sequence[dict[str, Any]]) -> list[str]:
@@ -92,17 +121,18 @@ def format_changes(changed: Sequence[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for change in changed:
         added, removed, updated = change.get("added") or [], change.get("removed") or [], change.get("updated") or []
-        name = change.get("provider_name") or change.get("provider_id")
+        name = safe(change.get("provider_name") or change.get("provider_id"))
         counts = f"{len(added)} added, {len(removed)} removed, {len(updated)} updated"
-        lines.append(f"  {change.get('provider_id')} ({name}): {counts}")
-        lines.extend(f"    + {model_id}" for model_id in added)
-        lines.extend(f"    - {model_id}" for model_id in removed)
+        lines.append(f"  {safe(change.get('provider_id'))} ({name}): {counts}")
+        lines.extend(f"    + {safe(model_id)}" for model_id in added)
+        lines.extend(f"    - {safe(model_id)}" for model_id in removed)
         phrases: dict[str, list[str]] = {}
         for field_change in change.get("changes") or []:
             phrases.setdefault(str(field_change.get("model_id")), []).extend(describe_change(field_change))
         for model_id in updated:
             said = phrases.get(model_id)
-            lines.append(f"    ~ {model_id}: {'; '.join(said)}" if said else f"    ~ {model_id}")
+            shown = safe(model_id)
+            lines.append(f"    ~ {shown}: {safe('; '.join(said))}" if said else f"    ~ {shown}")
     return lines
 
 
@@ -205,8 +235,7 @@ def format_event(message: dict[str, Any]) -> list[str]:
     stamp = message.get("timestamp") or datetime.now(UTC).isoformat(timespec="seconds")
     lines = [f"[{stamp}] #{message.get('seq')} catalog changed, revision {payload.get('revision')}"]
     lines.extend(format_changes(payload.get("changed") or []))
-    for failure in payload.get("failed") or []:
-        lines.append(f"  FAILED {failure.get('provider_id')}: {failure.get('reason')}")
+    lines.extend(format_failures(payload.get("failed") or []))
     if message.get("truncated") or payload.get("truncated"):
         lines.append("  (payload truncated; run `models` for the full catalog)")
     return lines

@@ -161,7 +161,7 @@ def bootstrap(
     connections = ConnectionStore(dynamodb, tables.connections, clock=clock)
     sender = WebsocketSender(aws.factory("apigatewaymanagementapi", _send_config()))
     deliver = send or sender.send
-    publisher = EventPublisher(journal, Fanout(connections, deliver))
+    publisher = EventPublisher(journal, Fanout(connections, deliver), count_connections=connections.count_up_to)
     if fetcher_factory is None:
         fetcher_factory = _provider_fetcher_factory(settings, aws, secrets)
     engine = RefreshEngine(

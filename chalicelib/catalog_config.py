@@ -34,8 +34,16 @@ from chalicelib.core.domain import CAPABILITIES, CHANGE_FIELDS, MODALITIES, Moda
 from chalicelib.core.overrides import Override
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
+from chalicelib.providers.model_filter import compile_model_filter
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
+# A manual refresh answers inside API Gateway's integration timeout: waiting for the lock, fetching, then the
+# commit (reading stored lists, writing chunks, the transaction, garbage collection, release) and the inline
+# fan-out (≤ 1,000 connections; more are handed to the scheduled tick) must all fit (docs/reference.md §4).
+REST_TIMEOUT_MS = 29_000
+COMMIT_BUDGET_MS = 4_000
+INLINE_FANOUT_BUDGET_MS = 3_000
+MANUAL_BUDGET_MS = REST_TIMEOUT_MS - COMMIT_BUDGET_MS - INLINE_FANOUT_BUDGET_MS  # lock wait + fetch deadline
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -72,9 +80,23 @@ class CatalogOptions(_Strict):
     # Extensions beyond docs/reference.md §4, all optional.
     fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 32
     shrink_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    lock_wait_ms: PositiveMs = 8_000
-    manual_run_deadline_ms: PositiveMs = 18_000
-    scheduled_run_deadline_ms: PositiveMs = 120_000
+    lock_wait_ms: PositiveMs = 5_000
+    manual_run_deadline_ms: PositiveMs = 15_000
+    # The scheduled function runs 300 s at most (.chalice/config.json): the fetch deadline leaves 60 s for the rest.
+    scheduled_run_deadline_ms: Annotated[StrictInt, Field(gt=0, le=240_000)] = 120_000
+
+    @model_validator(mode="after")
+    def _manual_refresh_fits_the_rest_timeout(self) -> CatalogOptions:
+        budget = self.lock_wait_ms + self.manual_run_deadline_ms
+        if budget > MANUAL_BUDGET_MS:
+            raise _KeyedError(
+                "model_catalog",
+                f"lock_wait_ms ({self.lock_wait_ms}) + manual_run_deadline_ms ({self.manual_run_deadline_ms}) = "
+                f"{budget} ms, but a manual refresh must answer within API Gateway's {REST_TIMEOUT_MS // 1000} s: "
+                f"with {COMMIT_BUDGET_MS} ms for the commit and {INLINE_FANOUT_BUDGET_MS} ms for the fan-out, the two "
+                f"may add up to at most {MANUAL_BUDGET_MS} ms",
+            )
+        return self
 
 
 Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
@@ -99,6 +121,17 @@ class ProviderConfig(_Strict):
     refresh_token_env: Annotated[StrictStr, Field(pattern=ENV_NAME_PATTERN)] | None = None
     scope: StrictStr | None = None
 
+    def __repr_args__(self) -> Any:
+        """``repr()`` without secrets: header values are masked (they often carry keys), and URLs lose their
+        user info and query (``${VAR}`` references may have put a token there)."""
+        for name, value in super().__repr_args__():
+            if name == "headers" and value:
+                yield name, dict.fromkeys(value, "***")
+            elif name in ("base_url", "url", "token_url") and isinstance(value, str):
+                yield name, _without_credentials(value)
+            else:
+                yield name, value
+
     @property
     def display_name(self) -> str:
         return self.name or self.id
@@ -116,10 +149,7 @@ class ProviderConfig(_Strict):
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
+            compile_model_filter(value)  # ModelFilterError (a ValueError) names what the engine refuses
         return value
 
     @field_validator("headers")
@@ -298,6 +328,15 @@ def _describe_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
         else:
             parts.append(str(item))
     return ".".join(parts) or "(top level)"
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without user info and query string (for ``repr()``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "") if "@" in parts.netloc else parts.netloc
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}" if parts.scheme else url
 
 
 def _check_url(provider: ProviderConfig, allow_private: bool) -> None:

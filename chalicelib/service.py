@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import utc_iso_ms
 from chalicelib.core.domain import ModelRecord, Provider, RefreshStatus, Scope, Trigger
-from chalicelib.core.manifest import Manifest
+from chalicelib.core.manifest import Manifest, ProviderEntry
 from chalicelib.core.query import ModelQuery, ProviderRecords, decode_cursor, select_models
 from chalicelib.core.schedule import check_due, next_due_ms
 from chalicelib.core.state import RefreshState
@@ -23,7 +23,7 @@ from chalicelib.errors import ExportTooLarge, InvalidParameter, RefreshInProgres
 from chalicelib.exports import EXPORTS, CatalogSnapshot
 from chalicelib.logs import get_logger
 from chalicelib.refresh import RefreshEngine
-from chalicelib.storage.catalog import CatalogStore, StaleRead
+from chalicelib.storage.catalog import CatalogStore, StaleRead, UnreadableChunks
 from chalicelib.storage.lock import Lease
 from chalicelib.storage.state import RefreshStateStore, decode_state
 
@@ -119,8 +119,11 @@ class CatalogService:
 
     def _models_body(self, manifest: Manifest, query: ModelQuery) -> dict[str, Any]:
         for attempt in range(READ_ATTEMPTS):
+            unavailable: dict[str, str] = {}
             try:
-                page = select_models(self._provider_records(manifest), query)
+                # On the last attempt a provider whose chunks are still missing is reported, not fatal.
+                records = self._provider_records(manifest, unavailable, missing_ok=attempt == READ_ATTEMPTS - 1)
+                page = select_models(records, query)
                 break
             except StaleRead:
                 if attempt == READ_ATTEMPTS - 1:
@@ -132,12 +135,31 @@ class CatalogService:
         body: dict[str, Any] = {"revision": manifest.revision, "models": page.models}
         if query.limit is not None:
             body["next_cursor"] = page.next_cursor
+        if unavailable:  # their models are missing from this answer; the next refresh writes them again
+            body["unavailable"] = [{"provider_id": p, "reason": r} for p, r in sorted(unavailable.items())]
         return body
 
-    def _provider_records(self, manifest: Manifest) -> Iterator[ProviderRecords]:
+    def _provider_records(
+        self, manifest: Manifest, unavailable: dict[str, str], missing_ok: bool
+    ) -> Iterator[ProviderRecords]:
+        """Each provider's records, loaded when a page reaches it. A provider whose stored list cannot be read (or,
+        with ``missing_ok``, is missing) counts as empty and is named in ``unavailable``: one broken list never hides
+        the others (docs/reference.md §4.8)."""
+
+        def load(provider_id: str, entry: ProviderEntry) -> list[ModelRecord]:
+            try:
+                return self._store.read_provider_models(provider_id, entry)
+            except UnreadableChunks as exc:
+                unavailable[provider_id] = str(exc)
+            except StaleRead as exc:
+                if not missing_ok:
+                    raise
+                unavailable[provider_id] = str(exc)
+            return []
+
         for provider_id in sorted(manifest.providers):
             entry = manifest.providers[provider_id]
-            yield provider_id, lambda pid=provider_id, entry=entry: self._store.read_provider_models(pid, entry)
+            yield provider_id, lambda pid=provider_id, entry=entry: load(pid, entry)
 
     def refresh_status(self) -> dict[str, Any]:
         options = self._config.model_catalog

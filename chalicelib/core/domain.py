@@ -174,5 +174,13 @@ def canonical_json(value: Any) -> str:
 
 
 def models_fingerprint(records: Sequence[ModelRecord]) -> str:
-    """The identity of a provider's model list: equal lists, equal fingerprints."""
-    return hashlib.sha256(canonical_json(records).encode("utf-8")).hexdigest()
+    """The identity of a provider's model list: equal lists, equal fingerprints. The SHA-256 of the list's canonical
+    JSON, hashed record by record (the JSON of a list is its items' JSON joined by commas), so the whole list's text
+    is never held at once."""
+    digest = hashlib.sha256(b"[")
+    for index, record in enumerate(records):
+        if index:
+            digest.update(b",")
+        digest.update(canonical_json(record).encode("utf-8"))
+    digest.update(b"]")
+    return digest.hexdigest()

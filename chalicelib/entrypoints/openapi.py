@@ -100,6 +100,16 @@ def _schemas() -> dict[str, Any]:
                         **nullable_string,
                         "description": "only with `limit`: pass as `cursor` for the next page; null on the last page",
                     },
+                    "unavailable": {
+                        "type": "array",
+                        "description": "only when some provider's stored models could not be read: they are missing "
+                        "from this answer, and the next refresh writes them again (extension)",
+                        "items": {
+                            "type": "object",
+                            "required": ["provider_id", "reason"],
+                            "properties": {"provider_id": {"type": "string"}, "reason": {"type": "string"}},
+                        },
+                    },
                 },
             },
             "Event": {

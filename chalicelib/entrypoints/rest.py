@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -60,6 +61,16 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     )
 
 
+def config_error_response(exc: ConfigError) -> Response:
+    """A config that cannot be used: the details (file paths, keys, expanded URLs) go to the log, for the operator;
+    the caller — possibly anonymous: the token cannot be checked without a config — gets a generic message and a
+    reference to find the log line."""
+    reference = uuid.uuid4().hex[:12]
+    log.error("config error", extra={"error": str(exc), "reference": reference})
+    message = f"the service configuration cannot be used; the details are in the service log (reference {reference})"
+    return error_response(500, "config_error", message)
+
+
 def _bearer(headers: Any) -> str | None:
     value = headers.get("authorization") if headers else None
     if not value:
@@ -94,8 +105,7 @@ def _refusal(
     try:
         principal = runtime().authenticator.identify(presented)
     except ConfigError as exc:
-        log.error("config error", extra={"error": str(exc)})
-        return error_response(500, "config_error", str(exc))
+        return config_error_response(exc)
     except Exception:
         log.exception("cannot verify the token")
         return error_response(503, "token_unavailable", "the service cannot verify tokens right now")
@@ -144,8 +154,7 @@ def router(app: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..
                 except CatalogError as exc:
                     return error_response(exc.status, exc.code, exc.message)
                 except ConfigError as exc:
-                    log.error("config error", extra={"error": str(exc)})
-                    return error_response(500, "config_error", str(exc))
+                    return config_error_response(exc)
                 except Exception:
                     log.exception("unhandled error", extra={"path": path})
                     return error_response(500, "internal_error", "internal error; see the service logs")

@@ -48,6 +48,7 @@ def fetch_models(ctx: FetchContext) -> list[Model]:
     models: list[Model] = []
     for provider_key in keys:
         entry = body.pop(provider_key)  # drop the raw JSON as it is converted: halves the peak memory of big files
+        ctx.count_models(len(entry["models"]))  # past the per-provider limit, fail before building the models
         for model_key, item in entry["models"].items():
             if isinstance(item, dict) and isinstance(model_key, str) and model_key:
                 models.append(to_model(ctx.provider_id, f"{provider_key}/{model_key}", item))

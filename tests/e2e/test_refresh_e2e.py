@@ -35,6 +35,7 @@ def stack(provider, tmp_path_factory):
         [model_catalog]
         refresh_on_start = false
         lock_wait_ms = 15000
+        manual_run_deadline_ms = 7000
 
         [[providers]]
         id = "fake"

@@ -271,11 +271,16 @@ def test_manifest_fingerprint_matches_stored_models(world) -> None:
 
 
 def test_a_huge_last_run_is_stored_truncated_on_the_lock_item(world) -> None:
-    world.fetcher.catalog["alpha"] = [Model(provider_id="alpha", id=f"m-{i:06d}-{'x' * 40}") for i in range(60_000)]
-    result = world.service.refresh("provider", "alpha")
-    assert len(result["changed"][0]["added"]) == 60_000  # the response itself is whole
+    # 60,000 models in one run, split over two providers (one provider may list at most 50,000).
+    for provider_id in ("alpha", "beta"):
+        world.fetcher.catalog[provider_id] = [
+            Model(provider_id=provider_id, id=f"m-{i:06d}-{'x' * 40}") for i in range(30_000)
+        ]
+    world.fetcher.catalog["gamma"] = ProviderError("GAMMA_REFRESH_TOKEN is not set")
+    result = world.service.refresh("all")
+    assert [len(c["added"]) for c in result["changed"]] == [30_000, 30_000]  # the response itself is whole
     item = world.client.get_item(TableName=world.settings.tables.locks, Key={"pk": {"S": "refresh#catalog"}})["Item"]
     assert len(item["state"]["B"]) <= 110_000
     last_run = world.service.refresh_status()["last_run"]
     assert last_run["truncated"] is True and last_run["revision"] == result["revision"]
-    assert [c["provider_id"] for c in last_run["changed"]] == ["alpha"]
+    assert [c["provider_id"] for c in last_run["changed"]] == ["alpha", "beta"]
