@@ -501,8 +501,7 @@ class EmbeddedDynamoServer:
         return f"http://{self._host}:{self.port}"
 
     def start(self) -> None:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-        from werkzeug.serving import make_server
+        from devstack.wsgi_server import KeepAliveWSGIServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per DynamoDB call
         self._reset_backends()
@@ -511,8 +510,7 @@ class EmbeddedDynamoServer:
             if document is not None:
                 count = restore_snapshot(self.app, document)
                 log.info("tables restored", extra={"path": str(self._snapshot_file.path), "items": count})
-        self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=MotoRequestHandler)
-        self._server.daemon_threads = True
+        self._server = KeepAliveWSGIServer((self._host, self._port), self.app)  # keep-alive: no TCP setup per call
         self._thread = threading.Thread(target=self._server.serve_forever, name="dynamodb-http", daemon=True)
         self._thread.start()
         if self._snapshotter is not None:
