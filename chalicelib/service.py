@@ -137,7 +137,15 @@ class CatalogService:
             body["next_cursor"] = page.next_cursor
         if unavailable:  # their models are missing from this answer; the next refresh writes them again
             body["unavailable"] = [{"provider_id": p, "reason": r} for p, r in sorted(unavailable.items())]
+            self._ask_repair(unavailable)
         return body
+
+    def _ask_repair(self, broken: dict[str, str]) -> None:
+        """Ask the next refresh to write these stored lists again (best effort: the next reader asks again)."""
+        try:
+            self._state.request_repair(frozenset(broken))
+        except Exception:
+            log.warning("asking for a repair failed", extra={"providers": sorted(broken)})
 
     def _provider_records(
         self, manifest: Manifest, unavailable: dict[str, str], missing_ok: bool
@@ -213,9 +221,12 @@ class CatalogService:
                 return manifest, {
                     pid: self._store.read_provider_models(pid, entry) for pid, entry in manifest.providers.items()
                 }
-            except StaleRead:  # a newer commit collected that generation: serve the newer catalog
+            except (StaleRead, UnreadableChunks):  # collected by a newer commit, or broken: read the newest
                 pass
-        return self._store.read_catalog()
+        snapshot = self._store.read_catalog()
+        if snapshot.unreadable:
+            self._ask_repair(snapshot.unreadable)
+        return snapshot.manifest, snapshot.models
 
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self, scope: Scope, provider_id: str | None = None, trigger: Trigger = "manual") -> dict[str, Any]:

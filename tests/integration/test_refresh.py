@@ -99,6 +99,9 @@ def test_unchanged_refresh_writes_nothing_to_the_catalog_and_emits_nothing(world
     assert len(world.publisher.messages) == 1
     providers = {p["id"]: p for p in world.service.list_providers()["providers"]}
     assert providers["alpha"]["last_refreshed_at"] is not None and providers["alpha"]["model_count"] == 1
+    world.fetcher.set("alpha", "a2")
+    world.service.refresh("all")
+    assert writes.count >= 2  # negative control: a change writes its chunks and flips the manifest, and is counted
 
 
 def test_add_remove_and_context_change_are_reported_exactly(world) -> None:

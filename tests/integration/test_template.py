@@ -183,6 +183,7 @@ def _access_statements(resources: dict[str, Any]) -> list[dict[str, Any]]:
 
 EXPECTED_DYNAMODB_ACTIONS = {
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",  # model chunks, read by key
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
