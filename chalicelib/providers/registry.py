@@ -19,18 +19,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.core.domain import Model
+from chalicelib.core.domain import ModelRecord
 from chalicelib.providers.base import (
     FetchContext,
     bearer,
-    capabilities,
     dig,
-    modalities,
+    modality_fields,
+    model_fields,
     positive_int,
-    pricing,
+    pricing_fields,
     shape_error,
     text,
-    usd_amount,
+    usd_float,
 )
 
 EXPECT = "a JSON object keyed by provider (a models.dev api.json)"
@@ -38,51 +38,51 @@ _INPUT = {"image": "vision", "pdf": "files", "audio": "audio", "video": "video"}
 _OUTPUT = {"image": "image_output", "audio": "audio"}
 
 
-def fetch_models(ctx: FetchContext) -> list[Model]:
+def fetch_models(ctx: FetchContext) -> list[ModelRecord]:
     body = ctx.http.get_json(ctx.provider.endpoint, expect=EXPECT, headers=bearer(ctx.api_key))
     if not isinstance(body, dict):
         raise shape_error(EXPECT, body)
     keys = [k for k, v in body.items() if isinstance(v, dict) and isinstance(v.get("models"), dict)]
     if body and not keys:
         raise shape_error(EXPECT, body)
-    models: list[Model] = []
+    models: list[ModelRecord] = []
     for provider_key in keys:
         entry = body.pop(provider_key)  # drop the raw JSON as it is converted: halves the peak memory of big files
         ctx.count_models(len(entry["models"]))  # past the per-provider limit, fail before building the models
-        for model_key, item in entry["models"].items():
+        for model_key, item in entry.pop("models").items():
             if isinstance(item, dict) and isinstance(model_key, str) and model_key:
-                models.append(to_model(ctx.provider_id, f"{provider_key}/{model_key}", item))
+                models.append(to_record(f"{provider_key}/{model_key}", item))
     return models
 
 
-def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
+def to_record(model_id: str, item: dict[str, Any]) -> ModelRecord:
+    """One entry as its record (no pydantic ``Model`` per entry: a registry lists tens of thousands)."""
     found: set[str] = set()
     if item.get("tool_call") is True:
         found.add("tools")
     if item.get("reasoning") is True:
         found.add("reasoning")
-    found |= _mapped(dig(item, "modalities", "input"), _INPUT)
-    found |= _mapped(dig(item, "modalities", "output"), _OUTPUT)
-    return Model(
-        provider_id=provider_id,
-        id=model_id,
+    inputs, outputs = dig(item, "modalities", "input"), dig(item, "modalities", "output")
+    found |= _mapped(inputs, _INPUT)
+    found |= _mapped(outputs, _OUTPUT)
+    limit, cost = item.get("limit"), item.get("cost")
+    limit = limit if isinstance(limit, dict) else {}
+    cost = cost if isinstance(cost, dict) else {}
+    return model_fields(
+        model_id,
         display_name=text(item.get("name")),
-        context_length=positive_int(dig(item, "limit", "context")),
-        max_output_tokens=positive_int(dig(item, "limit", "output")),
-        capabilities=capabilities(found),
-        pricing=pricing(
-            usd_amount(_number(dig(item, "cost", "input"))),
-            usd_amount(_number(dig(item, "cost", "output"))),
-            cache_read=usd_amount(_number(dig(item, "cost", "cache_read"))),
-            cache_write=usd_amount(_number(dig(item, "cost", "cache_write"))),
+        context_length=positive_int(limit.get("context")),
+        max_output_tokens=positive_int(limit.get("output")),
+        capabilities=found,
+        pricing=pricing_fields(
+            usd_float(cost.get("input")),
+            usd_float(cost.get("output")),
+            usd_float(cost.get("cache_read")),
+            usd_float(cost.get("cache_write")),
         ),
         status="deprecated" if item.get("status") == "deprecated" else "active",
-        modalities=modalities(dig(item, "modalities", "input"), dig(item, "modalities", "output")),
+        modalities=modality_fields(inputs, outputs),
     )
-
-
-def _number(value: Any) -> Any:
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _mapped(values: Any, table: dict[str, str]) -> set[str]:
