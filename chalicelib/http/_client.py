@@ -161,10 +161,15 @@ class ProviderHttp:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[int, Any], None] | None = None,
+        members: bool = False,
     ) -> Any:
         """GET ``url`` and return its parsed JSON. ``expect`` names the shape for error reasons
-        ("a JSON object with `data`"). Any failure raises ``ProviderError``."""
-        return self.request_json("GET", url, expect=expect, params=params, headers=headers, on_error=on_error).data
+        ("a JSON object with `data`"). Any failure raises ``ProviderError``. With ``members``, a JSON object comes
+        as ``JsonMembers``, parsed member by member as the caller reads them (an answer of tens of megabytes is then
+        never held whole as Python objects)."""
+        return self.request_json(
+            "GET", url, expect=expect, params=params, headers=headers, on_error=on_error, members=members
+        ).data
 
     def post_form(
         self,
@@ -199,6 +204,7 @@ class ProviderHttp:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[int, Any], None] | None = None,
+        members: bool = False,
     ) -> JsonResponse:
         policy = self.client.retry
         # The provider's configured `headers` win over adapter defaults (e.g. another anthropic-version),
@@ -212,7 +218,7 @@ class ProviderHttp:
         while True:
             attempt += 1
             try:
-                failure = self._attempt(method, url, params, data, dict(merged), expect, on_error)
+                failure = self._attempt(method, url, params, data, dict(merged), expect, on_error, members)
             except ProviderError as exc:
                 raise ProviderError(self.redactor(exc.reason)) from None
             if isinstance(failure, JsonResponse):
@@ -249,6 +255,7 @@ class ProviderHttp:
         headers: dict[str, str],
         expect: str,
         on_error: Callable[[int, Any], None] | None,
+        members: bool = False,
     ) -> JsonResponse | _Failure:
         clock = self.client.clock
         current_url, current_params, current_headers = url, params, dict(headers)
@@ -293,7 +300,7 @@ class ProviderHttp:
                     self.log(logging.INFO, "following redirect", url=display_url(target), hop=hop + 1)
                     current_url, current_params = target, None
                     continue
-                return self._read(response, method, expect, on_error, watch)
+                return self._read(response, method, expect, on_error, watch, members)
             except _PeerRefusedError as exc:
                 return _Failure(str(exc))
             except ProviderError:
@@ -332,6 +339,7 @@ class ProviderHttp:
         expect: str,
         on_error: Callable[[int, Any], None] | None,
         watch: _Watch,
+        members: bool = False,
     ) -> JsonResponse | _Failure:
         status = response.status_code
         limit = self.client.max_body_bytes if status < 400 else min(self.client.max_body_bytes, _ERROR_BODY_LIMIT)
@@ -344,7 +352,7 @@ class ProviderHttp:
         if status >= 300 or status == 204:
             return _Failure(f"expected {expect}, got {_status_text(status)} with no usable body")
         content_type = response.headers.get("content-type", "")
-        parsed = _parse_json(body, content_type, expect)
+        parsed = _parse_json(body, content_type, expect, members)
         if isinstance(parsed, _Failure):
             return parsed
         return JsonResponse(status=status, headers=dict(response.headers), data=parsed, url=response.url)

@@ -10,6 +10,10 @@ contain ``/``); ``name`` → ``display_name``; ``limit.context`` → ``context_l
 ``status`` ``"deprecated"`` (models.dev's ``alpha`` / ``beta`` and no status → ``"active"``; it publishes no
 retirement date); ``modalities.input`` / ``output`` → ``modalities`` (its vocabulary is ours).
 
+The file is read one provider section at a time (``JsonMembers``): a 20 MB ``api.json`` is never held whole as
+Python objects, and equal small values of its records are shared (``base.Shared``). A provider key listed twice
+contributes both sections; for a model id listed twice the first one counts.
+
 Capabilities: ``tool_call: true`` → ``tools``; ``reasoning: true`` → ``reasoning``;
 ``modalities.input`` ``image`` → ``vision``, ``pdf`` → ``files``, ``audio`` → ``audio``, ``video`` →
 ``video``; ``modalities.output`` ``image`` → ``image_output``, ``audio`` → ``audio``.
@@ -20,8 +24,10 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.core.domain import ModelRecord
+from chalicelib.http import JsonMembers
 from chalicelib.providers.base import (
     FetchContext,
+    Shared,
     bearer,
     dig,
     modality_fields,
@@ -39,24 +45,29 @@ _OUTPUT = {"image": "image_output", "audio": "audio"}
 
 
 def fetch_models(ctx: FetchContext) -> list[ModelRecord]:
-    body = ctx.http.get_json(ctx.provider.endpoint, expect=EXPECT, headers=bearer(ctx.api_key))
-    if not isinstance(body, dict):
+    body = ctx.http.get_json(ctx.provider.endpoint, expect=EXPECT, headers=bearer(ctx.api_key), members=True)
+    if not isinstance(body, JsonMembers):
         raise shape_error(EXPECT, body)
-    keys = [k for k, v in body.items() if isinstance(v, dict) and isinstance(v.get("models"), dict)]
-    if body and not keys:
-        raise shape_error(EXPECT, body)
+    shared = Shared()
     models: list[ModelRecord] = []
-    for provider_key in keys:
-        entry = body.pop(provider_key)  # drop the raw JSON as it is converted: halves the peak memory of big files
+    found = False
+    # One provider section parsed at a time, converted and dropped: the file is never held whole as Python objects.
+    for provider_key, entry in body.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("models"), dict)):
+            continue
+        found = True
         ctx.count_models(len(entry["models"]))  # past the per-provider limit, fail before building the models
         for model_key, item in entry.pop("models").items():
             if isinstance(item, dict) and isinstance(model_key, str) and model_key:
-                models.append(to_record(f"{provider_key}/{model_key}", item))
+                models.append(to_record(f"{provider_key}/{model_key}", item, shared))
+    if body.keys and not found:
+        raise shape_error(EXPECT, dict.fromkeys(body.keys))
     return models
 
 
-def to_record(model_id: str, item: dict[str, Any]) -> ModelRecord:
-    """One entry as its record (no pydantic ``Model`` per entry: a registry lists tens of thousands)."""
+def to_record(model_id: str, item: dict[str, Any], shared: Shared | None = None) -> ModelRecord:
+    """One entry as its record (no pydantic ``Model`` per entry: a registry lists tens of thousands). ``shared``
+    lets records share their equal small values (capability and modality lists, token counts)."""
     found: set[str] = set()
     if item.get("tool_call") is True:
         found.add("tools")
@@ -68,7 +79,7 @@ def to_record(model_id: str, item: dict[str, Any]) -> ModelRecord:
     limit, cost = item.get("limit"), item.get("cost")
     limit = limit if isinstance(limit, dict) else {}
     cost = cost if isinstance(cost, dict) else {}
-    return model_fields(
+    return (shared or Shared()).record(model_fields(
         model_id,
         display_name=text(item.get("name")),
         context_length=positive_int(limit.get("context")),
@@ -82,7 +93,7 @@ def to_record(model_id: str, item: dict[str, Any]) -> ModelRecord:
         ),
         status="deprecated" if item.get("status") == "deprecated" else "active",
         modalities=modality_fields(inputs, outputs),
-    )
+    ))
 
 
 def _mapped(values: Any, table: dict[str, str]) -> set[str]:
