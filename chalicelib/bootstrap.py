@@ -41,6 +41,7 @@ class AwsClients:
     def __init__(self, settings: Settings, overrides: Mapping[str, Any] | None = None, session: Any = None):
         self._settings = settings
         self._clients: dict[str, Any] = dict(overrides or {})
+        self._overridden = frozenset(self._clients)
         self._session = session
         self._lock = threading.RLock()
 
@@ -57,6 +58,16 @@ class AwsClients:
                     service, endpoint_url=self._endpoint(service), config=config or client_config()
                 )
             return self._clients[service]
+
+    def management_client(self, config: Any = None) -> Any:
+        """What sends to WebSocket connections: a ``SignedConnectionsClient`` at the endpoint and region the boto3
+        ``apigatewaymanagementapi`` client resolves (an override is used as it is)."""
+        from chalicelib.events import SignedConnectionsClient
+
+        client = self.client("apigatewaymanagementapi", config)
+        if "apigatewaymanagementapi" in self._overridden:
+            return client
+        return SignedConnectionsClient.of(client, self._session.get_credentials)
 
     def factory(self, service: str, config: Any = None) -> Callable[[], Any]:
         """A zero-argument function that returns the client (created when first called)."""
@@ -159,7 +170,7 @@ def bootstrap(
     state = RefreshStateStore(lock)
     journal = EventJournal(dynamodb, tables.events, clock=clock)
     connections = ConnectionStore(dynamodb, tables.connections, clock=clock)
-    sender = WebsocketSender(aws.factory("apigatewaymanagementapi", _send_config()))
+    sender = WebsocketSender(lambda: aws.management_client(_send_config()))
     deliver = send or sender.send
     publisher = EventPublisher(journal, Fanout(connections, deliver), count_connections=connections.count_up_to)
     if fetcher_factory is None:

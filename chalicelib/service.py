@@ -192,8 +192,7 @@ class CatalogService:
 
     def position(self) -> tuple[int, str, int]:
         """(latest event seq, epoch, revision) for WebSocket subscribers."""
-        manifest = self._store.read_manifest()
-        return manifest.seq, manifest.epoch, manifest.revision
+        return self._store.read_position()
 
     # -- exports (docs/reference.md §11) ---------------------------------------------------
     def catalog_version(self) -> tuple[Manifest, str]:

@@ -169,6 +169,22 @@ class CatalogStore:
         item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
         return manifest_from_item(item)
 
+    def read_position(self) -> tuple[int, str, int]:
+        """``(seq, epoch, revision)`` of the current manifest (strongly consistent), without its provider entries:
+        what a subscribe needs, read on every connect (the entries grow with the catalog)."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key=to_item(MANIFEST_KEY),
+            ConsistentRead=True,
+            ProjectionExpression="#revision, #epoch, #seq",
+            ExpressionAttributeNames={"#revision": "revision", "#epoch": "epoch", "#seq": "seq"},
+        ).get("Item")
+        if not item:
+            manifest = self.read_manifest()  # creates the empty catalog
+            return manifest.seq, manifest.epoch, manifest.revision
+        fields = from_item(item)
+        return int(fields["seq"]), str(fields["epoch"]), int(fields["revision"])
+
     def manifest_put_action(self, new: Manifest, expected_revision: int) -> dict[str, Any]:
         """A TransactWriteItems ``Put`` of ``new`` that fails unless the stored revision is still ``expected``."""
         return {
