@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 log = get_logger("refresh")
 
 LEASE_MARGIN_MS = 30_000  # time to diff, write chunks and commit after the fetch deadline
-# A manual refresh fans out inline only this far: 16 senders at ~30 ms a send reach ~530 connections/s, so 1,000
-# take about 2 s of the request's INLINE_FANOUT_BUDGET_MS (3 s, chalicelib.catalog_config). Past it, the event
+# A manual refresh fans out inline only this far: 32 senders at ~30 ms a send reach ~1,000 connections/s, so 1,000
+# take about 1 s of the request's INLINE_FANOUT_BUDGET_MS (3 s, chalicelib.catalog_config). Past it, the event
 # stays pending and the scheduled tick (every minute deployed) delivers it.
 INLINE_FANOUT_CONNECTIONS = 1_000
 # Per-provider catalog reads and clean-ups in flight at once (they are independent round trips).
@@ -142,28 +142,34 @@ class RefreshEngine:
                 return None
             started = time.monotonic()
             deadline = started + deadline_ms / 1000
-            plan, event, repaired = self._run_locked(lease, providers, scope, trigger, deadline, writes)
+            plan, event, repaired, collect = self._run_locked(lease, providers, scope, trigger, deadline, writes)
             self._log_run(trigger, scope, started, plan)
         except BaseException:
             self._release_after_failure(lease, writes)  # keep the state the last good run stored
             raise
-        try:
-            self._lock.release(lease, encode_state(plan.state), repaired)
-        except Exception:
-            if event is None:
-                raise
-            # The change is committed: report it, and let the lease expire rather than fail the request.
-            log.exception(
-                "lock release failed after the commit; it expires with its lease", extra={"token": lease.token}
-            )
-        if event is not None and self._publisher is not None:
-            # A request answers within API Gateway's 29 s: it fans out to at most INLINE_FANOUT_CONNECTIONS itself.
-            inline = None if trigger == "scheduled" else INLINE_FANOUT_CONNECTIONS
+        # The event is committed: it goes out while this run collects its garbage and releases the lock.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as background:
+            if event is not None and self._publisher is not None:
+                background.submit(self._publish, event, trigger)
+            collect()
             try:
-                self._publisher.publish(event, max_connections=inline)
+                self._lock.release(lease, encode_state(plan.state), repaired)
             except Exception:
-                log.exception("fan-out failed; the event stays in the journal", extra={"seq": event["seq"]})
+                if event is None:
+                    raise
+                # The change is committed: report it, and let the lease expire rather than fail the request.
+                log.exception(
+                    "lock release failed after the commit; it expires with its lease", extra={"token": lease.token}
+                )
         return plan.result
+
+    def _publish(self, event: dict[str, Any], trigger: Trigger) -> None:
+        # A request answers within API Gateway's 29 s: it fans out to at most INLINE_FANOUT_CONNECTIONS itself.
+        inline = None if trigger == "scheduled" else INLINE_FANOUT_CONNECTIONS
+        try:
+            self._publisher.publish(event, max_connections=inline)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("fan-out failed; the event stays in the journal", extra={"seq": event["seq"]})
 
     def _run_locked(
         self,
@@ -173,9 +179,9 @@ class RefreshEngine:
         trigger: Trigger,
         deadline: float,
         writes: _Writes,
-    ) -> tuple[RefreshPlan, dict[str, Any] | None, frozenset[str]]:
-        """The run under the lock: its plan, its event (None: nothing committed that clients hear of), and the
-        providers to take off the lock's repair requests."""
+    ) -> tuple[RefreshPlan, dict[str, Any] | None, frozenset[str], Callable[[], None]]:
+        """The run under the lock: its plan, its event (None: nothing committed that clients hear of), the
+        providers to take off the lock's repair requests, and the garbage collection to do before releasing."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as background:
             preparing = background.submit(self._prepare, lease)  # catalog reads that do not wait for the answers
             try:
@@ -232,19 +238,25 @@ class RefreshEngine:
                 log.warning("asking the next run to repair failed", extra={"providers": unrepaired})
         gap = self._previous_run_unfinished(lease)
         if not plan.writes_catalog:
-            self._delete_keys(lease, abandoned)
-            if gap:
-                self._sweep_orphans(lease, manifest)
-            return plan, None, repaired
+
+            def collect_unchanged() -> None:
+                self._delete_keys(lease, abandoned)
+                if gap:
+                    self._sweep_orphans(lease, manifest)
+
+            return plan, None, repaired, collect_unchanged
         new_manifest, event = self._commit_plan(lease, manifest, plan, prepared.journaled, repaired)
         writes.tried.clear()  # committed: nothing of it is to be deleted on a later failure
         if plan.repaired:
             log.warning("stored model lists rewritten", extra={"providers": {p: broken[p] for p in plan.repaired}})
-        self._delete_keys(lease, abandoned)
-        self._collect_garbage(lease, manifest, new_manifest, plan)
-        if gap:
-            self._sweep_orphans(lease, new_manifest)
-        return plan, event, frozenset()  # the commit took the repaired providers off the requests
+
+        def collect() -> None:
+            self._delete_keys(lease, abandoned)
+            self._collect_garbage(lease, manifest, new_manifest, plan)
+            if gap:
+                self._sweep_orphans(lease, new_manifest)
+
+        return plan, event, frozenset(), collect  # the commit took the repaired providers off the requests
 
     def _prepare(self, lease: Lease) -> _Prepared:
         """The manifest, where the journal of its epoch ends (needed only to commit, and cheap), and the stored lists

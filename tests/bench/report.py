@@ -14,7 +14,7 @@ def _cell(text: str) -> str:
 
 
 def _limit(goal: Goal) -> str:
-    return f"≤ {fmt(goal.limit)} {goal.unit}"
+    return f"{'≥' if goal.at_least else '≤'} {fmt(goal.limit)} {goal.unit}"
 
 
 def _measured(goal: Goal) -> str:
@@ -93,6 +93,10 @@ def _section(result: ScenarioResult) -> list[str]:
         lines.append("")
     if result.facts:
         lines += ["| | |", "| --- | --- |"] + [f"| {_cell(k)} | {_cell(v)} |" for k, v in result.facts] + [""]
+    for title, header, rows in result.tables:
+        lines += [f"{title}:", "", "| " + " | ".join(_cell(h) for h in header) + " |",
+                  "|" + " --- |" * len(header)]
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows] + [""]
     lines += [f"Load: {load_text(result.load)}; scenario took {result.seconds:.0f} s.", ""]
     for goal in result.goals:
         why = explain(result, goal)

@@ -101,15 +101,6 @@ def test_pages_skip_rows_past_their_ttl(store, clock):
     assert store.ids() == ["new"]
 
 
-def test_touch_marks_a_subscribe_but_never_recreates_a_gone_row(dynamodb, store):
-    store.add("conn-1")
-    assert store.touch("conn-1") is True
-    item = dynamodb.get_item(TableName=TABLES.connections, Key={"connection_id": {"S": "conn-1"}})["Item"]
-    assert "subscribed_at" in item
-    assert store.touch("gone") is False
-    assert store.ids() == ["conn-1"]
-
-
 # --- Fanout -----------------------------------------------------------------------------------------------
 
 
