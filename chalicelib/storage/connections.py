@@ -55,14 +55,22 @@ class ConnectionStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def count_up_to(self, limit: int) -> int:
-        """How many connections are open, counting no further than ``limit + 1`` (keys-only Scan pages): enough to
-        tell whether a fan-out fits a budget without reading a large table whole."""
+        """How many connections are open, counting no further than ``limit + 1`` (``Select=COUNT`` Scan pages: no item
+        comes back): enough to tell whether a fan-out fits a budget without reading a large table whole."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Select": "COUNT",
+            "FilterExpression": "attribute_not_exists(expires_at) OR expires_at > :now",
+            "ExpressionAttributeValues": values(now=int(self._clock())),
+            "Limit": limit + 1,
+        }
         count = 0
-        for page in self.pages():
-            count += len(page)
-            if count > limit:
-                break
-        return count
+        while True:
+            page = self._client.scan(**request)
+            count += int(page.get("Count", 0))
+            if count > limit or "LastEvaluatedKey" not in page:
+                return count
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def ids(self) -> list[str]:
         return [connection_id for page in self.pages() for connection_id in page]

@@ -101,6 +101,16 @@ def test_pages_skip_rows_past_their_ttl(store, clock):
     assert store.ids() == ["new"]
 
 
+def test_counting_connections_stops_past_the_limit_and_skips_expired_rows(store, clock):
+    store.add("old")
+    clock.now += MAX_CONNECTION_S + 1
+    for index in range(5):
+        store.add(f"c{index}")
+    assert store.count_up_to(10) == 5  # the expired row does not count
+    assert store.count_up_to(2) == 3  # "more than 2" is all a budget needs to know
+    assert store.count_up_to(5) == 5
+
+
 # --- Fanout -----------------------------------------------------------------------------------------------
 
 
