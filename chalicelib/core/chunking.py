@@ -36,20 +36,21 @@ _DIGEST_CHARS = 24  # 96 bits of SHA-256: two different chunks never share one i
 @dataclass(frozen=True)
 class ChunkRef:
     """One stored chunk of a provider's current list: its item's sort key, the id of its first model, how many
-    models it holds and the digest of its content."""
+    models it holds, the digest of its content and its size (bytes of JSON, before compression)."""
 
     key: str
     first: str
     count: int
     digest: str
+    size: int = 0
 
     def to_json(self) -> list[Any]:
-        return [self.key, self.first, self.count, self.digest]
+        return [self.key, self.first, self.count, self.digest, self.size]
 
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> ChunkRef:
-        key, first, count, digest = raw
-        return cls(key=key, first=first, count=int(count), digest=digest)
+        key, first, count, digest, size = raw
+        return cls(key=key, first=first, count=int(count), digest=digest, size=int(size))
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def plan_list(stored: Sequence[ChunkRef] | None, new: Layout, generation: str) -
         if kept is not None:
             refs.append(kept)
             continue
-        ref = ChunkRef(key=f"{generation}#{index:05d}", first=piece.first, count=piece.count, digest=piece.digest)
+        ref = ChunkRef(f"{generation}#{index:05d}", piece.first, piece.count, piece.digest, piece.size)
         refs.append(ref)
         writes.append((ref, piece))
     return ListWrite(tuple(refs), tuple(writes))

@@ -34,6 +34,12 @@ class ProviderEntry:
     parts: tuple[ChunkRef, ...] | None = None
     retired: tuple[str, ...] = ()
 
+    @property
+    def json_bytes(self) -> int | None:
+        """The size of the list as JSON (its records, before compression); unknown (None) in the one-generation
+        layout."""
+        return None if self.parts is None else sum(ref.size for ref in self.parts)
+
     def chunk_keys(self) -> list[str]:
         """The sort keys of the list's chunks, in id order."""
         if self.parts is not None:
