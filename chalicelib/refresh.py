@@ -419,7 +419,8 @@ class RefreshEngine:
         started = time.monotonic()
         try:
             models = fetcher.fetch(provider, deadline)
-            violation = records_violation(models)  # whatever the fetcher, an answer past the limits fails alone
+            # whatever the fetcher, an answer past the limits fails alone
+            violation = records_violation(models, provider.max_models)
             if violation is not None:
                 log.warning("provider answer over the limits", extra={"provider_id": provider.id, "reason": violation})
                 return FetchOutcome.failed(provider.id, violation, latency_ms=_ms_since(started))

@@ -14,7 +14,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-MAX_MODELS_PER_PROVIDER = 50_000
+MAX_MODELS_PER_PROVIDER = 50_000  # the default; a provider's ``max_models`` raises it up to MAX_MODELS_CEILING
+MAX_MODELS_CEILING = 100_000
+DEFAULT_MAX_RESPONSE_MB = 32  # an answer's body; a provider's ``max_response_mb`` raises it up to the ceiling
+MAX_RESPONSE_MB_CEILING = 64
 MAX_MODEL_ID_CHARS = 256
 MAX_DISPLAY_NAME_CHARS = 256
 MAX_TEXT_CHARS = 1_024  # any other string in a record (a status, a date, a modality…)
@@ -27,14 +30,27 @@ _FIELD_CHARS = {"id": MAX_MODEL_ID_CHARS, "display_name": MAX_DISPLAY_NAME_CHARS
 _ID_SHOWN = 60  # how much of an offending model's id a reason quotes
 
 
-def too_many_models(count: int) -> str | None:
-    """Why ``count`` models are too many for one provider (None: within the limit)."""
-    if count <= MAX_MODELS_PER_PROVIDER:
+def too_many_models(count: int, limit: int = MAX_MODELS_PER_PROVIDER) -> str | None:
+    """Why ``count`` models are too many for one provider whose limit is ``limit`` (None: within it). The reason
+    names the setting that raises the limit, while it can be raised."""
+    if count <= limit:
         return None
-    return (
-        f"the provider listed {count:,} models, more than the limit of {MAX_MODELS_PER_PROVIDER:,} models per "
-        "provider; keeping the last good list"
+    raise_it = (
+        f" (max_models in the provider's config raises it, up to {MAX_MODELS_CEILING:,})"
+        if limit < MAX_MODELS_CEILING
+        else ""
     )
+    return (
+        f"the provider listed {count:,} models, more than the limit of {limit:,} models per provider{raise_it}; "
+        "keeping the last good list"
+    )
+
+
+def response_limit_hint(limit_mb: int) -> str:
+    """What to say after "the response is larger than the N MB limit": the setting that raises it, while it can."""
+    if limit_mb >= MAX_RESPONSE_MB_CEILING:
+        return ""
+    return f"; max_response_mb in the provider's config raises it, up to {MAX_RESPONSE_MB_CEILING}"
 
 
 def record_violation(record: Mapping[str, Any]) -> str | None:
@@ -76,10 +92,10 @@ def record_violation(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def records_violation(records: Sequence[Mapping[str, Any]]) -> str | None:
+def records_violation(records: Sequence[Mapping[str, Any]], max_models: int = MAX_MODELS_PER_PROVIDER) -> str | None:
     """Why a provider's normalized answer breaks the limits (the provider then fails, keeping its last good list),
     or None. Names the first offending model, the field and the limit, and how many models break one."""
-    too_many = too_many_models(len(records))
+    too_many = too_many_models(len(records), max_models)
     if too_many:
         return too_many
     first: tuple[Any, str] | None = None

@@ -110,7 +110,11 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         auth: AuthKind = "none",
         credential_env: str | None = None,
+        max_body_bytes: int | None = None,
+        limit_hint: str = "",
     ) -> ProviderHttp:
+        """``max_body_bytes``: this provider's body limit (default: the client's); ``limit_hint``: what a reason
+        naming that limit adds (how to raise it)."""
         return ProviderHttp(
             self,
             provider_id,
@@ -120,6 +124,8 @@ class HttpClient:
             headers=dict(headers or {}),
             auth=auth,
             credential_env=credential_env,
+            max_body_bytes=max_body_bytes,
+            limit_hint=limit_hint,
         )
 
     def close(self) -> None:
@@ -138,6 +144,8 @@ class ProviderHttp:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     auth: AuthKind = "none"
     credential_env: str | None = None
+    max_body_bytes: int | None = None  # this provider's body limit (None: the client's)
+    limit_hint: str = ""  # added to a reason naming the body limit
     requests_made: int = 0
     started: float = field(default=0.0)
     holds_large_answer: bool = False
@@ -342,7 +350,8 @@ class ProviderHttp:
         members: bool = False,
     ) -> JsonResponse | _Failure:
         status = response.status_code
-        limit = self.client.max_body_bytes if status < 400 else min(self.client.max_body_bytes, _ERROR_BODY_LIMIT)
+        most = self.max_body_bytes or self.client.max_body_bytes
+        limit = most if status < 400 else min(most, _ERROR_BODY_LIMIT)
         body, _ = self._read_body(response, limit, watch, allow_truncate=status >= 400)
         if status >= 400:
             data = _try_json(body)
@@ -365,6 +374,7 @@ class ProviderHttp:
         if declared and declared.isdigit() and int(declared) > limit and not allow_truncate:
             raise ProviderError(
                 f"the response is larger than the {_size(limit)} limit ({_size(int(declared))} declared)"
+                f"{self.limit_hint}"
             )
         body = bytearray()
         try:
@@ -373,7 +383,7 @@ class ProviderHttp:
                     if allow_truncate:
                         body += chunk[: limit - len(body)]
                         return body, True
-                    raise ProviderError(f"the response is larger than the {_size(limit)} limit")
+                    raise ProviderError(f"the response is larger than the {_size(limit)} limit{self.limit_hint}")
                 if len(body) + len(chunk) > LARGE_ANSWER_BYTES and not allow_truncate:
                     self._take_large_answer_slot(watch)
                 body += chunk

@@ -68,7 +68,7 @@ class FetchContext:
         """Count ``count`` more listed models (a page, a registry section): past the per-provider limit the fetch
         fails before the models are built."""
         self.listed += count
-        problem = too_many_models(self.listed)
+        problem = too_many_models(self.listed, self.provider.max_models)
         if problem:
             raise ProviderError(problem)
 
@@ -300,7 +300,7 @@ def finalize(
     large answer are never held in full together."""
     pattern = compile_model_filter(provider.model_filter) if provider.model_filter else None
     if isinstance(models, list):
-        problem = too_many_models(len(models))
+        problem = too_many_models(len(models), provider.max_models)
         if problem:
             raise ProviderError(problem)
     unique: dict[str, ModelRecord] = {}
