@@ -92,6 +92,67 @@ def record_violation(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+# A record in the shape adapters build, whose every value is far inside the limits (checked by ``_plainly_within``
+# without walking it): short strings, small lists of short words, finite numbers. Anything else is walked in full.
+_SHORT = 64
+_RECORD_FIELDS = frozenset(
+    {"id", "display_name", "context_length", "max_output_tokens", "capabilities", "pricing", "status", "retires_at",
+     "modalities"}
+)
+
+
+def _plainly_within(record: Mapping[str, Any], seen: set[int]) -> bool:
+    """True only when ``record_violation(record)`` is None for sure (the bounds here are far tighter than the
+    limits, so the character budget cannot be reached either); False means: walk it. ``seen`` holds the ids of
+    lists and tables already found plain (records of one answer share them)."""
+    if record.keys() != _RECORD_FIELDS:
+        return False
+    for name in ("id", "display_name"):
+        value = record[name]
+        if not (value is None or (type(value) is str and len(value) <= MAX_MODEL_ID_CHARS)):
+            return False
+    for name in ("status", "retires_at"):
+        value = record[name]
+        if not (value is None or (type(value) is str and len(value) <= _SHORT)):
+            return False
+    for name in ("context_length", "max_output_tokens"):
+        value = record[name]
+        if not (value is None or (type(value) is int and -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER)):
+            return False
+    pricing = record["pricing"]
+    if pricing is not None and not (
+        type(pricing) is dict and len(pricing) <= 8
+        and all(type(key) is str and len(key) <= _SHORT and _plain_number(value) for key, value in pricing.items())
+    ):
+        return False
+    for value in (record["capabilities"], record["modalities"]):
+        if value is None or id(value) in seen:
+            continue
+        if type(value) is list:
+            plain = _short_words(value)
+        elif type(value) is dict:
+            plain = len(value) <= 8 and all(
+                type(key) is str and len(key) <= _SHORT and type(words) is list and _short_words(words)
+                for key, words in value.items()
+            )
+        else:
+            plain = False
+        if not plain:
+            return False
+        seen.add(id(value))
+    return True
+
+
+def _plain_number(value: Any) -> bool:
+    if value is None or (type(value) is int and -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER):
+        return True
+    return type(value) is float and math.isfinite(value) and abs(value) <= MAX_ABS_NUMBER
+
+
+def _short_words(values: list[Any]) -> bool:
+    return len(values) <= 16 and all(type(word) is str and len(word) <= _SHORT for word in values)
+
+
 def records_violation(records: Sequence[Mapping[str, Any]], max_models: int = MAX_MODELS_PER_PROVIDER) -> str | None:
     """Why a provider's normalized answer breaks the limits (the provider then fails, keeping its last good list),
     or None. Names the first offending model, the field and the limit, and how many models break one."""
@@ -100,7 +161,10 @@ def records_violation(records: Sequence[Mapping[str, Any]], max_models: int = MA
         return too_many
     first: tuple[Any, str] | None = None
     offending = 0
+    plain: set[int] = set()
     for record in records:
+        if _plainly_within(record, plain):
+            continue
         problem = record_violation(record)
         if problem is not None:
             offending += 1

@@ -152,6 +152,11 @@ def capabilities(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(names) & _VOCABULARY))
 
 
+def capability_list(names: Iterable[str]) -> list[str]:
+    """``capabilities`` as a record holds them (a JSON list)."""
+    return sorted(set(names) & _VOCABULARY)
+
+
 def usd_amount(value: Any) -> Decimal | None:
     """A non-negative finite price from a JSON number or numeric string; ``-1``/garbage/missing → ``None``."""
     if value is None or isinstance(value, bool):
@@ -215,13 +220,14 @@ def model_fields(
     modalities: dict[str, list[str]] | None = None,
 ) -> ModelRecord:
     """A model's record built directly from values the helpers here made: exactly ``model_record(Model(...))`` of
-    the same values (tests/unit/test_providers_catalogs.py checks it), without building and dumping a ``Model``."""
+    the same values (tests/unit/test_providers_catalogs.py checks it), without building and dumping a ``Model``. A
+    ``capabilities`` list is taken as a record's (``capability_list``'s: sorted, within the vocabulary)."""
     values: dict[str, Any] = {
         "id": model_id,
         "display_name": display_name,
         "context_length": context_length,
         "max_output_tokens": max_output_tokens,
-        "capabilities": sorted(set(capabilities) & _VOCABULARY),
+        "capabilities": capabilities if isinstance(capabilities, list) else capability_list(capabilities),
         "pricing": pricing,
         "status": status,
         "retires_at": None,
@@ -265,28 +271,27 @@ def _modality_list(values: Any, table: Mapping[str, str]) -> tuple[str, ...]:
 
 
 class Shared:
-    """Equal small values of many records as one object each (a record is never changed in place, so they can
-    share): the same capability list, modalities table or token count in 50,000 records is stored once. This halves
-    the memory of a large list's records."""
+    """One fetch's memo of small record values derived from wire values: the same capability list, modalities table
+    or token count in 50,000 records is computed once and stored once (a record is never changed in place, so records
+    can share them). This halves the memory of a large list's records and a third of the time to build them."""
 
     def __init__(self) -> None:
         self._values: dict[Any, Any] = {}
 
-    def record(self, record: ModelRecord) -> ModelRecord:
-        for name in ("capabilities", "modalities", "context_length", "max_output_tokens"):
-            value = record[name]
-            if value is not None:
-                record[name] = self._values.setdefault(_shape(value), value)
-        return record
+    def value(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, or the value an equal ``key`` (the hashable wire values it is computed from) gave before."""
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._values[key] = compute()
+            return value
+        except TypeError:  # a wire value that cannot be a key (a list holding objects): nothing to share
+            return compute()
 
 
-def _shape(value: Any) -> Any:
-    """A hashable stand-in for a record's small value, equal exactly when the values are (type included)."""
-    if isinstance(value, list):
-        return ("list", *value)
-    if isinstance(value, dict):
-        return ("dict", *((key, _shape(item)) for key, item in value.items()))
-    return (type(value).__name__, value)
+def frozen(value: Any) -> Any:
+    """A wire value as a memo key: lists as tuples (typed, so that a list and a string never meet)."""
+    return ("list", *value) if isinstance(value, list) else (type(value).__name__, value)
 
 
 def finalize(

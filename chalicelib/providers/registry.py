@@ -29,7 +29,8 @@ from chalicelib.providers.base import (
     FetchContext,
     Shared,
     bearer,
-    dig,
+    capability_list,
+    frozen,
     modality_fields,
     model_fields,
     positive_int,
@@ -67,24 +68,25 @@ def fetch_models(ctx: FetchContext) -> list[ModelRecord]:
 
 def to_record(model_id: str, item: dict[str, Any], shared: Shared | None = None) -> ModelRecord:
     """One entry as its record (no pydantic ``Model`` per entry: a registry lists tens of thousands). ``shared``
-    lets records share their equal small values (capability and modality lists, token counts)."""
-    found: set[str] = set()
-    if item.get("tool_call") is True:
-        found.add("tools")
-    if item.get("reasoning") is True:
-        found.add("reasoning")
-    inputs, outputs = dig(item, "modalities", "input"), dig(item, "modalities", "output")
-    found |= _mapped(inputs, _INPUT)
-    found |= _mapped(outputs, _OUTPUT)
+    computes (and stores) once the small values many records have in common: capability and modality lists, token
+    counts."""
+    shared = shared or Shared()
+    modalities = item.get("modalities")
+    modalities = modalities if isinstance(modalities, dict) else {}
+    inputs, outputs = modalities.get("input"), modalities.get("output")
+    tools, reasoning = item.get("tool_call") is True, item.get("reasoning") is True
+    io = (frozen(inputs), frozen(outputs))
     limit, cost = item.get("limit"), item.get("cost")
     limit = limit if isinstance(limit, dict) else {}
     cost = cost if isinstance(cost, dict) else {}
-    return (shared or Shared()).record(model_fields(
+    context, output = positive_int(limit.get("context")), positive_int(limit.get("output"))
+    return model_fields(
         model_id,
         display_name=text(item.get("name")),
-        context_length=positive_int(limit.get("context")),
-        max_output_tokens=positive_int(limit.get("output")),
-        capabilities=found,
+        context_length=None if context is None else shared.value(("int", context), lambda: context),
+        max_output_tokens=None if output is None else shared.value(("int", output), lambda: output),
+        capabilities=shared.value(("capabilities", tools, reasoning, *io), lambda: _capabilities(tools, reasoning,
+                                                                                                  inputs, outputs)),
         pricing=pricing_fields(
             usd_float(cost.get("input")),
             usd_float(cost.get("output")),
@@ -92,8 +94,17 @@ def to_record(model_id: str, item: dict[str, Any], shared: Shared | None = None)
             usd_float(cost.get("cache_write")),
         ),
         status="deprecated" if item.get("status") == "deprecated" else "active",
-        modalities=modality_fields(inputs, outputs),
-    ))
+        modalities=shared.value(("modalities", *io), lambda: modality_fields(inputs, outputs)),
+    )
+
+
+def _capabilities(tools: bool, reasoning: bool, inputs: Any, outputs: Any) -> list[str]:
+    found: set[str] = set()
+    if tools:
+        found.add("tools")
+    if reasoning:
+        found.add("reasoning")
+    return capability_list(found | _mapped(inputs, _INPUT) | _mapped(outputs, _OUTPUT))
 
 
 def _mapped(values: Any, table: dict[str, str]) -> set[str]:
