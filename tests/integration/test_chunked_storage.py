@@ -55,6 +55,10 @@ class Calls:
             self.log.append(("read", len(items["Keys"])))
         elif model.name == "BatchWriteItem" and items:
             self.log.append(("write", len(items)))
+        elif model.name == "TransactWriteItems":
+            mine = [a for a in params["TransactItems"] for body in a.values() if body.get("TableName") == self.table]
+            if mine:
+                self.log.append((model.name, len(mine)))
         elif params.get("TableName") == self.table:
             self.log.append((model.name, 1))
 
