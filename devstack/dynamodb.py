@@ -458,6 +458,9 @@ def _moto_app() -> Callable[..., Any]:
     """moto's WSGI app; DynamoDB calls skip its per-request host dispatch (a third of a request's cost)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from devstack.moto_patches import one_backup_per_table
+
+    one_backup_per_table()  # a transaction copied a table once per action (100 copies for a fenced GC)
     dispatcher = DomainDispatcherApplication(create_backend_app)
     dynamodb = create_backend_app("dynamodb")
 

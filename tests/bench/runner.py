@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.bench import (
     answer_memory,
+    catalog_scale,
     client_scale,
     cold_start,
     fanout,
@@ -31,6 +32,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[bool], ScenarioResult]]] = {
     "large_registry": ("20,000-model registry", large_registry.run),
     "revalidate": ("Conditional GET at 20,000 models", revalidate.run),
     "answer_memory": ("Memory per MB of provider answer", answer_memory.run),
+    "catalog_scale": ("Catalog at scale", catalog_scale.run),
     "client_scale": ("Clients at scale", client_scale.run),
 }
 
