@@ -32,6 +32,10 @@ from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
+# docs/reference.md §9: the delays between webhook attempts, and how long an endpoint may keep failing.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000)
+DEFAULT_WEBHOOK_DISABLE_AFTER_S = 5 * 24 * 60 * 60
+MAX_WEBHOOK_DELAY_S = 7 * 24 * 60 * 60
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -71,6 +75,12 @@ class CatalogOptions(_Strict):
     lock_wait_ms: PositiveMs = 8_000
     manual_run_deadline_ms: PositiveMs = 18_000
     scheduled_run_deadline_ms: PositiveMs = 120_000
+    # Webhooks (docs/reference.md §9).
+    webhook_retry_schedule_s: Annotated[
+        tuple[Annotated[StrictInt, Field(ge=0, le=MAX_WEBHOOK_DELAY_S)], ...], Field(max_length=20)
+    ] = DEFAULT_WEBHOOK_RETRY_SCHEDULE_S
+    webhook_disable_after_s: Annotated[StrictInt, Field(ge=60)] = DEFAULT_WEBHOOK_DISABLE_AFTER_S
+    webhook_concurrency: Annotated[StrictInt, Field(ge=1, le=128)] = 32
 
 
 Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]

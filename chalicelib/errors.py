@@ -5,7 +5,11 @@
     CatalogError                 a request cannot be served; ``code``/``status`` are its error envelope
     ├── BadRequest               400 bad_request
     ├── UnknownAction            400 unknown_action
+    ├── InvalidRequest           400 invalid_request (a request body that is not what the route takes)
+    ├── InvalidWebhookUrl        400 invalid_webhook_url
     ├── ProviderNotFound         404 provider_not_found
+    ├── WebhookNotFound          404 webhook_not_found
+    ├── WebhookDisabled          409 webhook_disabled
     ├── RouteNotFound            404 not_found
     ├── RefreshInProgress        409 refresh_in_progress (+ Retry-After: the lock holder's lease)
     └── ConcurrentWrite          409 refresh_in_progress (+ Retry-After: 1): another writer won
@@ -57,6 +61,29 @@ class RouteNotFound(CatalogError):
 class BadRequest(CatalogError):
     code = "bad_request"
     status = 400
+
+
+class InvalidRequest(CatalogError):
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidWebhookUrl(CatalogError):
+    code = "invalid_webhook_url"
+    status = 400
+
+
+class WebhookNotFound(CatalogError):
+    code = "webhook_not_found"
+    status = 404
+
+    def __init__(self, webhook_id: str):
+        super().__init__(f"no webhook with id {webhook_id!r}")
+
+
+class WebhookDisabled(CatalogError):
+    code = "webhook_disabled"
+    status = 409
 
 
 class RefreshInProgress(CatalogError):

@@ -7,6 +7,7 @@ committer and a tick never deliver one event together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,11 +32,15 @@ class EventPublisher:
         fanout: Broadcaster,
         keep: int = DEFAULT_KEEP,
         claim_lease_s: float = DEFAULT_CLAIM_LEASE_S,
+        channels: Sequence[Broadcaster] = (),
     ):
         self._journal = journal
         self._fanout = fanout
         self._keep = keep
         self._lease = claim_lease_s
+        # Further channels (webhooks, EventBridge) are told before the WebSocket fan-out. They keep their own
+        # durable progress (events/_webhooks.py), so their failures never keep the event pending here.
+        self._channels = tuple(channels)
 
     def publish(self, message: dict[str, Any]) -> Any:
         """Broadcast one just-committed event. Returns the fan-out stats (None if it was not broadcast here)."""
@@ -74,6 +79,11 @@ class EventPublisher:
 
     def _broadcast_and_mark(self, message: dict[str, Any]) -> Any:
         epoch, seq = message["epoch"], int(message["seq"])
+        for channel in self._channels:  # first: they only hand the event on, and then run beside the fan-out
+            try:
+                channel.broadcast(message)
+            except Exception:
+                log.exception("a delivery channel failed", extra={"seq": seq, "channel": type(channel).__name__})
         try:
             stats = self._fanout.broadcast(message)
         except Exception:  # Fanout already swallows send errors; this guards the page reads
