@@ -50,16 +50,23 @@ class ApiClient:
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         return self._request("GET", path, params=params, timeout=READ_TIMEOUT_S)
 
-    def post(self, path: str) -> Any:
-        return self._request("POST", path, params=None, timeout=REFRESH_TIMEOUT_S)
+    def post(self, path: str, body: Any = None) -> Any:
+        """POST (with ``body`` as JSON when given); the answer's JSON, or None for 204."""
+        return self._request("POST", path, params=None, timeout=REFRESH_TIMEOUT_S, body=body)
 
-    def _request(self, method: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path, params=None, timeout=READ_TIMEOUT_S)
+
+    def _request(
+        self, method: str, path: str, params: dict[str, str] | None, timeout: float, body: Any = None
+    ) -> Any:
         url = f"{self.base_url}/api/v1{path}"
         try:
             response = self._session.request(
                 method,
                 url,
                 params=params,
+                json=body,
                 timeout=(5.0, timeout),
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
             )
@@ -67,6 +74,8 @@ class ApiClient:
             raise CliError(f"cannot reach the service at {self.base_url}: {_reason(exc)}", EXIT_UNREACHABLE) from None
         except requests.RequestException as exc:
             raise CliError(f"bad service URL {self.base_url!r}: {short_error(exc)}", EXIT_USAGE) from None
+        if response.status_code == 204:
+            return None
         if response.status_code < 400:
             try:
                 return response.json()

@@ -7,7 +7,7 @@ Items (key ``pk`` (S) + ``sk`` (S)):
   ``cipher`` that sealed it), its health (``failing_since``, ``last_error``, ``disabled_reason``) and its delivery
   counters (``succeeded``, ``failed``, ``pending``; ``attempts_since_trim`` for the attempt log's trim);
 - ``delivery#<id>`` / ``<epoch>#<seq, 12 digits>``: one delivery record per (endpoint, event): ``state``
-  (pending | succeeded | failed), ``attempts`` of this round, and while pending ``due_shard``/``due_at`` (the sparse
+  (pending | succeeded | failed), ``attempts`` of this round, and while pending ``due_shard``/``due_at`` (ms; the sparse
   ``due`` index the tick reads) and a claim (``claimed_until``/``claimed_by``) while one sender tries it;
   finished records expire by TTL (``expires_at``);
 - ``attempts#<id>`` / ``<at ms, 13 digits>#<seq>#<attempt>``: the attempt log, newest last, trimmed by count;
@@ -43,6 +43,10 @@ def _delivery_pk(endpoint_id: str) -> str:
 
 def _attempts_pk(endpoint_id: str) -> str:
     return f"attempts#{endpoint_id}"
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def delivery_sk(epoch: str, seq: int) -> str:
@@ -143,7 +147,7 @@ class WebhookStore:
         record: dict[str, Any] = {
             "pk": _delivery_pk(endpoint_id), "sk": delivery_sk(epoch, seq), "endpoint_id": endpoint_id,
             "epoch": epoch, "seq": int(seq), "state": "pending", "attempts": 0,
-            "due_shard": DUE_SHARD, "due_at": int(now),
+            "due_shard": DUE_SHARD, "due_at": _ms(now),
         }
         if claimer:
             record.update(claimed_by=claimer, claimed_until=int(now + lease_s) + 1)
@@ -162,7 +166,7 @@ class WebhookStore:
 
     def requeue(self, endpoint_id: str, epoch: str, seq: int) -> None:
         """Deliver (endpoint, event) again from the first attempt, due now (a replay)."""
-        now = int(self._clock())
+        now = _ms(self._clock())
         key = to_item({"pk": _delivery_pk(endpoint_id), "sk": delivery_sk(epoch, seq)})
         reset = (
             "SET endpoint_id = :id, epoch = :epoch, seq = :seq, #state = :pending, attempts = :zero, "
@@ -196,7 +200,7 @@ class WebhookStore:
             TableName=self._table,
             IndexName=DUE_INDEX,
             KeyConditionExpression="due_shard = :shard AND due_at <= :now",
-            ExpressionAttributeValues=values(shard=DUE_SHARD, now=int(self._clock())),
+            ExpressionAttributeValues=values(shard=DUE_SHARD, now=_ms(self._clock())),
             Limit=limit,
         )
         keys = []
@@ -216,12 +220,12 @@ class WebhookStore:
                 Key=to_item({"pk": _delivery_pk(endpoint_id), "sk": delivery_sk(epoch, seq)}),
                 UpdateExpression="SET claimed_until = :until, claimed_by = :me",
                 ConditionExpression=(
-                    "#state = :pending AND due_at <= :now"
+                    "#state = :pending AND due_at <= :now_ms"
                     " AND (attribute_not_exists(claimed_until) OR claimed_until < :now OR claimed_by = :me)"
                 ),
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues=values(until=int(now + lease_s) + 1, me=claimer, pending="pending",
-                                                 now=int(now)),
+                                                 now=int(now), now_ms=_ms(now)),
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         except self._client.exceptions.ConditionalCheckFailedException:
@@ -239,7 +243,7 @@ class WebhookStore:
         if outcome.state == "pending":
             record_update = ("SET attempts = :attempt, last_status = :status, last_error = :error, due_at = :due "
                              "REMOVE claimed_until, claimed_by")
-            record_values = values(attempt=attempt, due=int(outcome.due_at or now), me=delivery.claimed_by)
+            record_values = values(attempt=attempt, due=_ms(outcome.due_at or now), me=delivery.claimed_by)
         else:
             record_update = ("SET #state = :state, attempts = :attempt, last_status = :status, last_error = :error, "
                              "expires_at = :expires REMOVE due_shard, due_at, claimed_until, claimed_by")
