@@ -203,7 +203,7 @@ def cmd_webhooks(client: ApiClient, args: argparse.Namespace, out: TextIO) -> in
         print(format_table(["ID", "URL", "ENABLED", "OK/FAILED/PENDING", "PROVIDERS", "LAST ERROR"], rows), file=out)
         return EXIT_OK
     if action == "create":
-        request: dict[str, Any] = {"url": args.url}
+        request: dict[str, Any] = {"url": args.endpoint}
         if args.description is not None:
             request["description"] = args.description
         if args.provider:

@@ -94,7 +94,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     listing = webhook_commands.add_parser("list", parents=[common], help="endpoints, delivery counts, health")
     listing.add_argument("--json", action="store_true", help="print the API response as JSON")
     create = webhook_commands.add_parser("create", parents=[common], help="add an endpoint (prints its secret once)")
-    create.add_argument("--url", required=True, help="where to POST the events")
+    create.add_argument("endpoint", metavar="URL", help="where to POST the events")
     create.add_argument("--description", help="a note for people")
     create.add_argument("--provider", action="append", metavar="ID",
                         help="only events that change this provider (repeatable)")
