@@ -59,6 +59,11 @@ CLAIM_LEASE_S = 30.0
 RELAY_GRACE_S = 30.0
 # How long one tick may spend sending due retries (the scheduled function has 300 s, and also refreshes).
 TICK_BUDGET_S = 60.0
+# At most this many attempt records are written at once: the sends are concurrent, but a burst of writes must not
+# queue in front of a refresh's own (DynamoDB throttles a hot partition; the local stack's DynamoDB is serial).
+RECORD_WRITERS = 2
+# Trimming attempt logs and disabling endpoints that kept failing is done at most this often per process.
+HOUSEKEEPING_EVERY_S = 60.0
 RETRY_AFTER_CAP_S = 24 * 60 * 60
 
 
@@ -115,6 +120,8 @@ class WebhookDispatcher:
         self._session: Any = None
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._writers = threading.BoundedSemaphore(RECORD_WRITERS)
+        self._housekept_at = float("-inf")
 
     # -- entry points -----------------------------------------------------------------------------------------
     def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,17 +140,26 @@ class WebhookDispatcher:
         return {"sent": stats.sent, "delivered": stats.delivered}
 
     def relay(self, message: dict[str, Any]) -> SendStats:
-        """Hand one committed event to the durable channels and send its first attempts."""
+        """Hand one committed event to the durable channels and send its first attempts. Each first attempt goes
+        out at once and is recorded after (no endpoint waits for a write); the cursor passes the event once every
+        record is written, so a relay that dies half-way is finished by the tick (at least once)."""
         epoch, seq = str(message["epoch"]), int(message["seq"])
-        claimer = uuid.uuid4().hex
         try:
-            created = self._hand_over(message, claimer)
+            relayed = self._store.relayed(epoch)
+            if relayed is not None and relayed >= seq:
+                log.info("the event was relayed before", extra={"epoch": epoch, "seq": seq})
+                return SendStats()  # a republished event (its WebSocket fan-out is being retried): nothing to do
+            if self._bus is not None:
+                self._bus.broadcast(message)
+            wanted = self._wanted(message)
         except Exception:
             log.exception("relaying the event failed; the tick retries it", extra={"epoch": epoch, "seq": seq})
             return SendStats()
-        self._store.advance_relay(epoch, seq - 1, seq)
-        deliveries = [(Delivery(endpoint["id"], epoch, seq, 0, claimer), endpoint) for endpoint in created]
-        return self._send_all(deliveries, {(epoch, seq): message})
+        deliveries = [(Delivery(endpoint["id"], epoch, seq, 0, ""), endpoint) for endpoint in wanted]
+        stats = self._send_all(deliveries, {(epoch, seq): message}, first=True)
+        if not stats.outcomes.get("error"):
+            self._store.advance_relay(epoch, seq - 1, seq)
+        return stats
 
     def tick(self, epoch: str, latest_seq: int, budget_s: float = TICK_BUDGET_S) -> SendStats:
         """The scheduled part: relay what no relay did, keep the endpoints healthy, send every due retry."""
@@ -186,20 +202,24 @@ class WebhookDispatcher:
         return total
 
     # -- relaying ---------------------------------------------------------------------------------------------
-    def _hand_over(self, message: dict[str, Any], claimer: str | None) -> list[dict[str, Any]]:
-        """EventBridge, then the delivery records; returns the endpoints whose record this call created."""
+    def _wanted(self, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The enabled endpoints that get this event (their filter wants it, and they existed before it)."""
+        epoch, seq = str(message["epoch"]), int(message["seq"])
+        return [
+            endpoint
+            for endpoint in self._store.endpoints()
+            if endpoint.get("enabled")
+            and wants(endpoint.get("provider_ids"), message)
+            and is_after((str(endpoint.get("created_epoch")), int(endpoint.get("created_seq") or 0)), epoch, seq)
+        ]
+
+    def _hand_over(self, message: dict[str, Any]) -> None:
+        """EventBridge, then the delivery records, due now (the tick's catch-up: ``send_due`` sends them)."""
         epoch, seq = str(message["epoch"]), int(message["seq"])
         if self._bus is not None:
             self._bus.broadcast(message)
-        created = []
-        for endpoint in self._store.endpoints():
-            if not endpoint.get("enabled") or not wants(endpoint.get("provider_ids"), message):
-                continue
-            if not is_after((str(endpoint.get("created_epoch")), int(endpoint.get("created_seq") or 0)), epoch, seq):
-                continue
-            if self._store.enqueue(endpoint["id"], epoch, seq, claimer, self.options.lease_s):
-                created.append(endpoint)
-        return created
+        for endpoint in self._wanted(message):
+            self._store.enqueue(endpoint["id"], epoch, seq)
 
     def _catch_up(self, epoch: str, latest_seq: int) -> None:
         relayed = self._store.relayed(epoch)
@@ -221,13 +241,16 @@ class WebhookDispatcher:
             if _age_s(message, now) < RELAY_GRACE_S:
                 break  # its own relay is most likely still running; a later tick looks again
             log.info("relaying an event its commit did not", extra={"epoch": epoch, "seq": message["seq"]})
-            self._hand_over(message, claimer=None)  # the records are due now: send_due sends them
+            self._hand_over(message)
             if not self._store.advance_relay(epoch, position, int(message["seq"])):
                 break
             position = int(message["seq"])
 
     def _housekeeping(self) -> None:
         now = self._clock()
+        if now - self._housekept_at < HOUSEKEEPING_EVERY_S:
+            return
+        self._housekept_at = now
         for endpoint in self._store.endpoints():
             self._store.trim_attempts(endpoint)
             failing_since = endpoint.get("failing_since")
@@ -239,7 +262,10 @@ class WebhookDispatcher:
         self,
         batch: Sequence[tuple[Delivery, dict[str, Any] | None]],
         messages: Mapping[tuple[str, int], dict[str, Any] | None],
+        first: bool = False,
     ) -> SendStats:
+        """Attempt each delivery: claimed ones, or (``first``) the first attempts of a relay, which have no record
+        yet."""
         stats = SendStats()
         if not batch:
             return stats
@@ -248,7 +274,11 @@ class WebhookDispatcher:
         lock = threading.Lock()
 
         def run(delivery: Delivery, endpoint: dict[str, Any] | None) -> None:
-            outcome = self._attempt(delivery, endpoint, messages.get((delivery.epoch, delivery.seq)))
+            try:
+                outcome = self._attempt(delivery, endpoint, messages.get((delivery.epoch, delivery.seq)), first)
+            except Exception:
+                log.exception("a webhook attempt failed unexpectedly", extra={"webhook_id": delivery.endpoint_id})
+                outcome = "error"
             with lock:
                 stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
                 if outcome in ("delivered", "retry", "failed", "gone"):
@@ -268,16 +298,13 @@ class WebhookDispatcher:
             futures += [main.submit(run, *item) for item in healthy]
             futures += [slow.submit(run, *item) for item in failing]
             wait(futures)
-        for future in futures:
-            if future.exception() is not None:
-                log.error("a webhook attempt failed unexpectedly", exc_info=future.exception())
         log.info("webhooks sent", extra={"deliveries": len(batch), **stats.outcomes})
         return stats
 
     def _attempt(
-        self, delivery: Delivery, endpoint: dict[str, Any] | None, message: dict[str, Any] | None
+        self, delivery: Delivery, endpoint: dict[str, Any] | None, message: dict[str, Any] | None, first: bool
     ) -> str:
-        """One attempt of one delivery; returns what came of it."""
+        """One attempt of one delivery (``first``: a relay's, with no record yet); returns what came of it."""
         if endpoint is None:
             self._store.finish(delivery, Outcome("failed", None, "the endpoint was deleted"), attempted=False)
             return "dropped"
@@ -292,25 +319,30 @@ class WebhookDispatcher:
             return "dropped"
         result = self._post(endpoint, delivery, message)
         now = self._clock()
+        record = self._store.first_attempt if first else self._store.finish
         if not attempt_failed(result.status_code):
-            self._store.finish(delivery, Outcome("succeeded", result.status_code, None))
-            return "delivered"
-        if result.status_code == 410:
-            self._store.finish(delivery, Outcome("failed", 410, "HTTP 410: the endpoint is gone; it was disabled"))
+            outcome, label = Outcome("succeeded", result.status_code, None), "delivered"
+        elif result.status_code == 410:
+            outcome, label = Outcome("failed", 410, "HTTP 410: the endpoint is gone; it was disabled"), "gone"
+        else:
+            delay = next_delay(self.options.schedule, delivery.attempts + 1, result.retry_after_s, RETRY_AFTER_CAP_S)
+            if delay is None:
+                error = f"{result.error}; gave up after {delivery.attempts + 1} attempts"
+                outcome, label = Outcome("failed", result.status_code, error), "failed"
+            else:
+                outcome, label = Outcome("pending", result.status_code, result.error, due_at=now + delay), "retry"
+        with self._writers:
+            recorded = record(delivery, outcome)
+        if not recorded:
+            return "superseded"  # another sender recorded it (or the endpoint was deleted meanwhile)
+        if label == "gone":
             self._store.disable(endpoint["id"], "the endpoint answered 410 Gone")
             log.info("webhook endpoint disabled (410 Gone)", extra={"webhook_id": endpoint["id"]})
-            return "gone"
-        delay = next_delay(self.options.schedule, delivery.attempts + 1, result.retry_after_s, RETRY_AFTER_CAP_S)
-        if delay is None:
-            error = f"{result.error}; gave up after {delivery.attempts + 1} attempts"
-            self._store.finish(delivery, Outcome("failed", result.status_code, error))
-            outcome = "failed"
-        else:
-            self._store.finish(delivery, Outcome("pending", result.status_code, result.error, due_at=now + delay))
-            outcome = "retry"
-        if failing_too_long(endpoint.get("failing_since"), now, self.options.disable_after_s):
+        elif label != "delivered" and failing_too_long(
+            endpoint.get("failing_since"), now, self.options.disable_after_s
+        ):
             self._disable_for_failing(endpoint)
-        return outcome
+        return label
 
     def _post(self, endpoint: dict[str, Any], delivery: Delivery, message: dict[str, Any]) -> PostOutcome:
         body = webhook_body(fit_to_wire(message))  # `data` is exactly what WebSocket clients got
@@ -393,10 +425,12 @@ class LambdaKick:
 
 
 class ThreadKick:
-    """Locally (a long-lived process): run the request on a few daemon worker threads (a stopping process does
-    not wait for them: what they leave undone is in DynamoDB, and the next tick finishes it)."""
+    """Locally (a long-lived process): run the request on one of ``workers`` daemon threads, which play the
+    concurrent invocations of the deployed function (a relay holds its thread until its slowest endpoint answers or
+    times out, so there are enough for many events in flight). A stopping process does not wait for them: what
+    they leave undone is in DynamoDB, and the next tick finishes it."""
 
-    def __init__(self, work: Callable[[dict[str, Any]], Any], workers: int = 4):
+    def __init__(self, work: Callable[[dict[str, Any]], Any], workers: int = 16):
         self._work = work
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._workers = workers

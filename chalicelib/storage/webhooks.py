@@ -8,13 +8,14 @@ Items (key ``pk`` (S) + ``sk`` (S)):
   counters (``succeeded``, ``failed``, ``pending``; ``attempts_since_trim`` for the attempt log's trim);
 - ``delivery#<id>`` / ``<epoch>#<seq, 12 digits>``: one delivery record per (endpoint, event): ``state``
   (pending | succeeded | failed), ``attempts`` of this round, and while pending ``due_shard``/``due_at`` (ms; the sparse
-  ``due`` index the tick reads) and a claim (``claimed_until``/``claimed_by``) while one sender tries it;
+  ``due`` index the tick reads; a sender's claim moves it to the end of the claim's lease) and ``claimed_by``;
   finished records expire by TTL (``expires_at``);
 - ``attempts#<id>`` / ``<at ms, 13 digits>#<seq>#<attempt>``: the attempt log, newest last, trimmed by count;
 - ``relay`` / ``<epoch>``: ``seq``, the highest event every delivery record (and EventBridge entry) was made for.
 
-Every change of a delivery's state moves the endpoint's counters and writes its attempt in one transaction, so
-the counts never drift from the records, whichever process crashes where.
+A delivery's record is written first and fences the rest (a conditional write on the sender's claim); then the
+endpoint's counters and health, then the attempt log. Creating a pending record and counting it (``enqueue``,
+``requeue``: the rare paths) is one transaction.
 """
 
 from __future__ import annotations
@@ -139,18 +140,14 @@ class WebhookStore:
             pass  # deleted meanwhile
 
     # -- deliveries -------------------------------------------------------------------------------------------
-    def enqueue(self, endpoint_id: str, epoch: str, seq: int, claimer: str | None = None, lease_s: float = 0) -> bool:
-        """Create the delivery record of (endpoint, event), due now, counting it pending. With ``claimer``, it is
-        created already claimed by that sender for ``lease_s``. False if it exists (the event was handed over
-        before) or the endpoint is gone."""
-        now = self._clock()
+    def enqueue(self, endpoint_id: str, epoch: str, seq: int) -> bool:
+        """Create the delivery record of (endpoint, event), due now, counting it pending. False if it exists (the
+        event was handed over before) or the endpoint is gone."""
         record: dict[str, Any] = {
             "pk": _delivery_pk(endpoint_id), "sk": delivery_sk(epoch, seq), "endpoint_id": endpoint_id,
             "epoch": epoch, "seq": int(seq), "state": "pending", "attempts": 0,
-            "due_shard": DUE_SHARD, "due_at": _ms(now),
+            "due_shard": DUE_SHARD, "due_at": _ms(self._clock()),
         }
-        if claimer:
-            record.update(claimed_by=claimer, claimed_until=int(now + lease_s) + 1)
         actions = [
             {"Put": {"TableName": self._table, "Item": to_item(record),
                      "ConditionExpression": "attribute_not_exists(pk)"}},
@@ -170,7 +167,7 @@ class WebhookStore:
         key = to_item({"pk": _delivery_pk(endpoint_id), "sk": delivery_sk(epoch, seq)})
         reset = (
             "SET endpoint_id = :id, epoch = :epoch, seq = :seq, #state = :pending, attempts = :zero, "
-            "due_shard = :shard, due_at = :now REMOVE expires_at, claimed_until, claimed_by"
+            "due_shard = :shard, due_at = :now REMOVE expires_at, claimed_by"
         )
         names = {"#state": "state"}
         reset_values = values(id=endpoint_id, epoch=epoch, seq=int(seq), pending="pending", zero=0,
@@ -212,20 +209,20 @@ class WebhookStore:
         return keys
 
     def claim(self, endpoint_id: str, epoch: str, seq: int, lease_s: float, claimer: str) -> Delivery | None:
-        """Take a due, pending delivery for ``lease_s`` (None if it is not due, finished, or someone holds it)."""
+        """Take a due, pending delivery for ``lease_s`` (None if it is not due, finished, or someone holds it).
+
+        The claim moves ``due_at`` to the end of its lease: nobody else finds it due meanwhile, and if its sender
+        dies, it is due again once the lease is over."""
         now = self._clock()
         try:
             item = self._client.update_item(
                 TableName=self._table,
                 Key=to_item({"pk": _delivery_pk(endpoint_id), "sk": delivery_sk(epoch, seq)}),
-                UpdateExpression="SET claimed_until = :until, claimed_by = :me",
-                ConditionExpression=(
-                    "#state = :pending AND due_at <= :now_ms"
-                    " AND (attribute_not_exists(claimed_until) OR claimed_until < :now OR claimed_by = :me)"
-                ),
+                UpdateExpression="SET due_at = :until, claimed_by = :me",
+                ConditionExpression="#state = :pending AND due_at <= :now",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=values(until=int(now + lease_s) + 1, me=claimer, pending="pending",
-                                                 now=int(now), now_ms=_ms(now)),
+                ExpressionAttributeValues=values(until=_ms(now + lease_s), me=claimer, pending="pending",
+                                                 now=_ms(now)),
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         except self._client.exceptions.ConditionalCheckFailedException:
@@ -234,56 +231,94 @@ class WebhookStore:
         return Delivery(endpoint_id, epoch, int(seq), int(record.get("attempts", 0)), claimer)
 
     def finish(self, delivery: Delivery, outcome: Outcome, attempted: bool = True) -> bool:
-        """Record one attempt's ``outcome`` (``attempted=False``: the delivery was dropped without one): the
-        record, the endpoint's counters and health, and the attempt log, all or nothing. False when the claim was
-        lost (another sender took over) or the endpoint is gone (then the record is deleted)."""
+        """Record one attempt's ``outcome`` on a claimed delivery (``attempted=False``: it was dropped without one):
+        the record, the endpoint's counters and health, and the attempt log, all or nothing. False when the claim
+        was lost (another sender took over) or the endpoint is gone (then the record is deleted)."""
         now = self._clock()
         attempt = delivery.attempts + (1 if attempted else 0)
         names = {"#state": "state"}
         if outcome.state == "pending":
             record_update = ("SET attempts = :attempt, last_status = :status, last_error = :error, due_at = :due "
-                             "REMOVE claimed_until, claimed_by")
+                             "REMOVE claimed_by")
             record_values = values(attempt=attempt, due=_ms(outcome.due_at or now), me=delivery.claimed_by)
         else:
             record_update = ("SET #state = :state, attempts = :attempt, last_status = :status, last_error = :error, "
-                             "expires_at = :expires REMOVE due_shard, due_at, claimed_until, claimed_by")
+                             "expires_at = :expires REMOVE due_shard, due_at, claimed_by")
             record_values = values(state=outcome.state, attempt=attempt, expires=int(now + DONE_TTL_S),
                                    me=delivery.claimed_by)
         record_values.update(values(status=outcome.status_code, error=outcome.error))
-        actions: list[dict[str, Any]] = [
-            {"Update": {"TableName": self._table, "Key": delivery.key, "UpdateExpression": record_update,
-                        "ConditionExpression": "claimed_by = :me", "ExpressionAttributeValues": record_values,
-                        **({"ExpressionAttributeNames": names} if "#state" in record_update else {})}},
-            self._health_action(delivery.endpoint_id, outcome, now, attempted),
-        ]
-        if attempted:
-            actions.append({"Put": {"TableName": self._table, "Item": to_item({
+        record = {"Update": {"TableName": self._table, "Key": delivery.key, "UpdateExpression": record_update,
+                             "ConditionExpression": "claimed_by = :me", "ExpressionAttributeValues": record_values,
+                             **({"ExpressionAttributeNames": names} if "#state" in record_update else {})}}
+        return self._record(delivery, outcome, record, now, attempt if attempted else None, was_pending=True)
+
+    def first_attempt(self, delivery: Delivery, outcome: Outcome) -> bool:
+        """Create the delivery record of (endpoint, event) with the outcome of its first attempt, already sent (the
+        relay sends first and writes after, so the first attempt waits for no write; a relay that dies in between
+        leaves no record, and the tick's catch-up makes one, due now: at least once). False if the record existed
+        (another relay of the same event) or the endpoint is gone."""
+        now = self._clock()
+        item: dict[str, Any] = {
+            "pk": _delivery_pk(delivery.endpoint_id), "sk": delivery_sk(delivery.epoch, delivery.seq),
+            "endpoint_id": delivery.endpoint_id, "epoch": delivery.epoch, "seq": delivery.seq,
+            "state": outcome.state, "attempts": 1, "last_status": outcome.status_code, "last_error": outcome.error,
+        }
+        if outcome.state == "pending":
+            item.update(due_shard=DUE_SHARD, due_at=_ms(outcome.due_at or now))
+        else:
+            item["expires_at"] = int(now + DONE_TTL_S)
+        record = {"Put": {"TableName": self._table, "Item": to_item(item),
+                          "ConditionExpression": "attribute_not_exists(pk)"}}
+        return self._record(delivery, outcome, record, now, 1, was_pending=False)
+
+    def _record(
+        self, delivery: Delivery, outcome: Outcome, record: dict[str, Any], now: float, attempt: int | None,
+        was_pending: bool,
+    ) -> bool:
+        """The record first (it is the fence: conditional on the claim, or on being new), then the endpoint's
+        counters and health, then the attempt log. Three writes, not one transaction: on the hot path of every
+        attempt a transaction costs twice the capacity (and the local stack's DynamoDB copies whole tables for
+        each). A sender killed between them leaves a counter one off; the delivery itself is never lost."""
+        (kind, request), = record.items()
+        try:
+            if kind == "Put":
+                self._client.put_item(**request)
+            else:
+                self._client.update_item(**request)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        health = self._health_action(delivery.endpoint_id, outcome, now, attempt is not None, was_pending)["Update"]
+        try:
+            self._client.update_item(**health)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            self._client.delete_item(TableName=self._table, Key=delivery.key)  # the endpoint was deleted
+            return False
+        if attempt is not None:
+            self._client.put_item(TableName=self._table, Item=to_item({
                 "pk": _attempts_pk(delivery.endpoint_id),
                 "sk": f"{int(now * 1000):013d}#{delivery.seq:012d}#{attempt:03d}#{uuid.uuid4().hex[:6]}",
                 "epoch": delivery.epoch, "seq": delivery.seq, "attempt": attempt,
                 "status_code": outcome.status_code, "error": outcome.error, "at_ms": int(now * 1000),
-            })}})
-        try:
-            self._client.transact_write_items(TransactItems=actions)
-        except self._client.exceptions.TransactionCanceledException as error:
-            reasons = cancellation_reasons(error)
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                self._client.delete_item(TableName=self._table, Key=delivery.key)  # the endpoint was deleted
-                return False
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return False
-            raise
+            }))
         return True
 
-    def _health_action(self, endpoint_id: str, outcome: Outcome, now: float, attempted: bool) -> dict[str, Any]:
+    def _health_action(
+        self, endpoint_id: str, outcome: Outcome, now: float, attempted: bool, was_pending: bool = True
+    ) -> dict[str, Any]:
+        """The endpoint's side of a delivery's change: its counters (a delivery leaves ``pending`` when it succeeds
+        or fails; a first attempt that is to be retried enters it) and health."""
         counts: dict[str, int] = {}
         if outcome.state == "succeeded":
-            counts = {"succeeded": 1, "pending": -1}
+            counts = {"succeeded": 1}
             update = "REMOVE failing_since, last_error"
         else:
             if outcome.state == "failed":
-                counts = {"failed": 1, "pending": -1}
+                counts = {"failed": 1}
             update = "SET last_error = :error, failing_since = if_not_exists(failing_since, :now)"
+        if was_pending and outcome.state != "pending":
+            counts["pending"] = -1
+        if not was_pending and outcome.state == "pending":
+            counts["pending"] = 1
         if attempted:
             counts["attempts_since_trim"] = 1
         adds = ", ".join(f"{name} :{name}" for name in counts)

@@ -121,13 +121,13 @@ def webhook(stack: LocalStack, webhook_id: str) -> dict[str, Any]:
     return response.json()
 
 
-def wait_until(check: Any, timeout: float = 10.0) -> Any:
+def wait_until(check: Any, timeout: float = 10.0, every: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(every)
     raise AssertionError("condition not met in time")
 
 

@@ -28,6 +28,7 @@ class Received:
 
 class WebhookReceiver(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # many endpoints on one receiver connect at once (the default backlog is 5)
 
     def __init__(self, default: int = 200, hang: bool = False):
         super().__init__(("127.0.0.1", 0), _Handler)
