@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -265,7 +265,8 @@ class WebhookDispatcher:
         first: bool = False,
     ) -> SendStats:
         """Attempt each delivery: claimed ones, or (``first``) the first attempts of a relay, which have no record
-        yet."""
+        yet. Senders only send; what came of each attempt is recorded by a few writers behind them, so the sends
+        go at the network's pace, not the database's."""
         stats = SendStats()
         if not batch:
             return stats
@@ -273,38 +274,53 @@ class WebhookDispatcher:
         failing = [item for item in batch if (item[1] or {}).get("failing_since")]
         lock = threading.Lock()
 
-        def run(delivery: Delivery, endpoint: dict[str, Any] | None) -> None:
+        def count(label: str) -> None:
+            with lock:
+                stats.outcomes[label] = stats.outcomes.get(label, 0) + 1
+                if label in ("delivered", "retry", "failed", "gone"):
+                    stats.sent += 1
+                stats.delivered += label == "delivered"
+                stats.failed_attempts += label in ("retry", "failed", "gone")
+
+        def keep(delivery: Delivery, endpoint: dict[str, Any], judged: tuple[Outcome, str, float]) -> None:
             try:
-                outcome = self._attempt(delivery, endpoint, messages.get((delivery.epoch, delivery.seq)), first)
+                count(self._keep(delivery, endpoint, *judged, first))
+            except Exception:
+                log.exception("recording a webhook attempt failed", extra={"webhook_id": delivery.endpoint_id})
+                count("error")
+
+        def send(delivery: Delivery, endpoint: dict[str, Any] | None) -> None:
+            try:
+                judged = self._attempt(delivery, endpoint, messages.get((delivery.epoch, delivery.seq)))
             except Exception:
                 log.exception("a webhook attempt failed unexpectedly", extra={"webhook_id": delivery.endpoint_id})
-                outcome = "error"
-            with lock:
-                stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
-                if outcome in ("delivered", "retry", "failed", "gone"):
-                    stats.sent += 1
-                stats.delivered += outcome == "delivered"
-                stats.failed_attempts += outcome in ("retry", "failed", "gone")
+                judged = "error"
+            if isinstance(judged, str):
+                count(judged)
+            else:
+                writers.submit(keep, delivery, endpoint, judged)
 
         # Endpoints that failed last time get a lane of their own, so a dead one cannot hold up healthy ones.
         workers = self.options.concurrency
         main_workers = max(1, min(workers, len(healthy)))
         slow_workers = max(1, min(max(1, workers // 4), len(failing)))
-        futures: list[Future[None]] = []
+        # Leaving the block waits for the lanes first, then for the writers (exits run in reverse order).
         with (
+            ThreadPoolExecutor(max_workers=RECORD_WRITERS, thread_name_prefix="webhook-record") as writers,
             ThreadPoolExecutor(max_workers=main_workers, thread_name_prefix="webhook") as main,
             ThreadPoolExecutor(max_workers=slow_workers, thread_name_prefix="webhook-failing") as slow,
         ):
-            futures += [main.submit(run, *item) for item in healthy]
-            futures += [slow.submit(run, *item) for item in failing]
-            wait(futures)
+            for item in healthy:
+                main.submit(send, *item)
+            for item in failing:
+                slow.submit(send, *item)
         log.info("webhooks sent", extra={"deliveries": len(batch), **stats.outcomes})
         return stats
 
     def _attempt(
-        self, delivery: Delivery, endpoint: dict[str, Any] | None, message: dict[str, Any] | None, first: bool
-    ) -> str:
-        """One attempt of one delivery (``first``: a relay's, with no record yet); returns what came of it."""
+        self, delivery: Delivery, endpoint: dict[str, Any] | None, message: dict[str, Any] | None
+    ) -> tuple[Outcome, str, float] | str:
+        """Send one attempt and judge it: (outcome, label, when); or, when there was nothing to send, the label."""
         if endpoint is None:
             self._store.finish(delivery, Outcome("failed", None, "the endpoint was deleted"), attempted=False)
             return "dropped"
@@ -319,18 +335,21 @@ class WebhookDispatcher:
             return "dropped"
         result = self._post(endpoint, delivery, message)
         now = self._clock()
-        record = self._store.first_attempt if first else self._store.finish
         if not attempt_failed(result.status_code):
-            outcome, label = Outcome("succeeded", result.status_code, None), "delivered"
-        elif result.status_code == 410:
-            outcome, label = Outcome("failed", 410, "HTTP 410: the endpoint is gone; it was disabled"), "gone"
-        else:
-            delay = next_delay(self.options.schedule, delivery.attempts + 1, result.retry_after_s, RETRY_AFTER_CAP_S)
-            if delay is None:
-                error = f"{result.error}; gave up after {delivery.attempts + 1} attempts"
-                outcome, label = Outcome("failed", result.status_code, error), "failed"
-            else:
-                outcome, label = Outcome("pending", result.status_code, result.error, due_at=now + delay), "retry"
+            return Outcome("succeeded", result.status_code, None), "delivered", now
+        if result.status_code == 410:
+            return Outcome("failed", 410, "HTTP 410: the endpoint is gone; it was disabled"), "gone", now
+        delay = next_delay(self.options.schedule, delivery.attempts + 1, result.retry_after_s, RETRY_AFTER_CAP_S)
+        if delay is None:
+            error = f"{result.error}; gave up after {delivery.attempts + 1} attempts"
+            return Outcome("failed", result.status_code, error), "failed", now
+        return Outcome("pending", result.status_code, result.error, due_at=now + delay), "retry", now
+
+    def _keep(
+        self, delivery: Delivery, endpoint: dict[str, Any], outcome: Outcome, label: str, now: float, first: bool
+    ) -> str:
+        """Record an attempt's outcome (``first``: create the record), then act on the endpoint's health."""
+        record = self._store.first_attempt if first else self._store.finish
         with self._writers:
             recorded = record(delivery, outcome)
         if not recorded:

@@ -498,3 +498,23 @@ def test_a_huge_event_is_truncated_to_fit_eventbridge():
     detail = json.loads(entry["Detail"])
     assert len(entry["Detail"].encode()) <= MAX_DETAIL_BYTES and detail["truncated"] is True
     assert detail["payload"]["changed"][0]["added_count"] == 40_000
+
+
+def test_negative_control_an_inline_relay_holds_the_refresh_up_a_kicked_one_does_not(world):
+    """The control for tests/e2e/test_webhooks_load_e2e.py: were the relay on the request's path, a hanging
+    endpoint would hold the refresh's answer up by its timeout; kicked onto a worker (as the stack runs it), not."""
+    from dataclasses import replace
+
+    dispatcher = world.container.webhook_dispatcher
+    dispatcher.options = replace(dispatcher.options, timeout_s=1.0)
+    with WebhookReceiver(hang=True) as hanging:
+        world.create(hanging.url)
+        started = time.perf_counter()
+        world.change()  # this world runs the relay inline
+        inline = time.perf_counter() - started
+        world.container.publisher._channels = (WebhookChannel(ThreadKick(dispatcher.handle)),)
+        started = time.perf_counter()
+        world.change()
+        kicked = time.perf_counter() - started
+        hanging.wait_for(2)
+    assert inline >= 1.0 > kicked, (inline, kicked)
