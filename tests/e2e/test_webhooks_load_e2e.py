@@ -59,8 +59,9 @@ def test_hanging_endpoints_delay_neither_the_others_nor_the_refresh(stack):
             assert {r.path for r in got[-len(healthy_urls):]} == {f"/hook/{n}" for n in range(len(healthy_urls))}
             # Before the next refresh, let this event's bookkeeping settle (the control run had none in flight;
             # the local DynamoDB serves one request at a time, so it would be measuring that, not the refresh).
-            wait_until(lambda: all(by_url_now(stack)[u]["deliveries"]["succeeded"] == rep + 1 for u in healthy_urls),
-                       timeout=30, every=0.5)
+            settled = rep + 1
+            wait_until(lambda: all(by_url_now(stack)[u]["deliveries"]["succeeded"] == settled  # noqa: B023
+                                   for u in healthy_urls), timeout=30, every=0.5)
         assert {r.path for r in hanging.wait_for(HANGING)} == {f"/hook/{n}" for n in range(HANGING)}
 
         # The refresh answered as fast as with no endpoint: the relay runs beside it, not in it.

@@ -518,3 +518,52 @@ def test_negative_control_an_inline_relay_holds_the_refresh_up_a_kicked_one_does
         kicked = time.perf_counter() - started
         hanging.wait_for(2)
     assert inline >= 1.0 > kicked, (inline, kicked)
+
+
+# --- the published JSON Schema of the event (docs/event.schema.json) ------------------------------------------
+
+
+def _event_validator(definition: str | None = None):
+    import sys
+
+    from jsonschema import Draft202012Validator
+
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "infra"))
+    import event_schema
+
+    schema = json.loads(event_schema.SCHEMA_FILE.read_text())
+    assert schema == event_schema.build(), "docs/event.schema.json is out of date: python infra/event_schema.py"
+    Draft202012Validator.check_schema(schema)
+    if definition:
+        schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_real_messages_of_every_channel_validate_against_the_published_schema(world, receiver):
+    from chalicelib.events import EventBusChannel
+
+    world.create(receiver.url)
+    world.change("alpha")
+    world.fetcher.catalog["beta"] = RuntimeError("boom")  # a failed provider in the payload too
+    world.change("alpha")
+    validator = _event_validator()
+    event: dict = {}
+    for request in receiver.wait_for(2):
+        body = json.loads(request.body)
+        _event_validator("WebhookMessage").validate(body)
+        validator.validate(body["data"])
+        event = body["data"]
+    validator.validate(json.loads(EventBusChannel(lambda: None, "b").entry(event)["Detail"]))
+    huge = {**event, "payload": {**event["payload"], "changed": [
+        {"provider_id": "p", "provider_name": "p", "added": [f"m-{i:06d}" for i in range(40_000)], "removed": [],
+         "updated": []}]}}
+    cut = json.loads(EventBusChannel(lambda: None, "b").entry(huge)["Detail"])
+    assert cut["truncated"] is True
+    validator.validate(cut)
+    # The schema is closed: a message that drifted from it fails.
+    for drifted in ({**event, "extra": 1}, {k: v for k, v in event.items() if k != "seq"},
+                    {**event, "payload": {**event["payload"], "changed": [{"provider_id": "p"}]}},
+                    {**event, "timestamp": "yesterday"}):
+        assert not validator.is_valid(drifted), drifted
