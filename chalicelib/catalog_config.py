@@ -77,8 +77,8 @@ class CatalogOptions(_Strict):
     scheduled_run_deadline_ms: PositiveMs = 120_000
     # Webhooks (docs/reference.md §9).
     webhook_retry_schedule_s: Annotated[
-        tuple[Annotated[StrictInt, Field(ge=0, le=MAX_WEBHOOK_DELAY_S)], ...], Field(max_length=20)
-    ] = DEFAULT_WEBHOOK_RETRY_SCHEDULE_S
+        list[Annotated[StrictInt, Field(ge=0, le=MAX_WEBHOOK_DELAY_S)]], Field(max_length=20)
+    ] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S))
     webhook_disable_after_s: Annotated[StrictInt, Field(ge=60)] = DEFAULT_WEBHOOK_DISABLE_AFTER_S
     webhook_concurrency: Annotated[StrictInt, Field(ge=1, le=128)] = 32
 

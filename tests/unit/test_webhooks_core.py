@@ -90,8 +90,8 @@ def test_bad_webhook_config_is_a_startup_error_naming_the_key(make_settings, tom
 
 def test_webhook_config_defaults_and_values(make_settings):
     options = make_settings("").config.model_catalog
-    assert options.webhook_retry_schedule_s == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert options.webhook_retry_schedule_s == [5, 300, 1800, 7200, 18000, 36000, 36000]
     assert options.webhook_disable_after_s == 5 * 24 * 3600
     custom = make_settings("[model_catalog]\nwebhookRetryScheduleS = [1, 1]\n").config.model_catalog
-    assert custom.webhook_retry_schedule_s == (1, 1)
-    assert make_settings("[model_catalog]\nwebhook_retry_schedule_s = []\n").options.webhook_retry_schedule_s == ()
+    assert custom.webhook_retry_schedule_s == [1, 1]
+    assert make_settings("[model_catalog]\nwebhook_retry_schedule_s = []\n").options.webhook_retry_schedule_s == []
