@@ -157,8 +157,8 @@ class WebhookDispatcher:
             return SendStats()
         deliveries = [(Delivery(endpoint["id"], epoch, seq, 0, ""), endpoint) for endpoint in wanted]
         stats = self._send_all(deliveries, {(epoch, seq): message}, first=True)
-        if not stats.outcomes.get("error"):
-            self._store.advance_relay(epoch, seq - 1, seq)
+        if not stats.outcomes.get("error") and not self._store.advance_relay(epoch, seq - 1, seq):
+            self._store.mark_relayed(epoch, seq)  # an earlier event's relay is still running: the tick moves on
         return stats
 
     def tick(self, epoch: str, latest_seq: int, budget_s: float = TICK_BUDGET_S) -> SendStats:
@@ -237,11 +237,13 @@ class WebhookDispatcher:
             return
         now = self._clock()
         position = relayed
+        done = self._store.marked_relayed(epoch, relayed, latest_seq)
         for message in messages:
-            if _age_s(message, now) < RELAY_GRACE_S:
-                break  # its own relay is most likely still running; a later tick looks again
-            log.info("relaying an event its commit did not", extra={"epoch": epoch, "seq": message["seq"]})
-            self._hand_over(message)
+            if int(message["seq"]) not in done:
+                if _age_s(message, now) < RELAY_GRACE_S:
+                    break  # its own relay is most likely still running; a later tick looks again
+                log.info("relaying an event its commit did not", extra={"epoch": epoch, "seq": message["seq"]})
+                self._hand_over(message)
             if not self._store.advance_relay(epoch, position, int(message["seq"])):
                 break
             position = int(message["seq"])

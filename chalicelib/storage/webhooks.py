@@ -11,7 +11,8 @@ Items (key ``pk`` (S) + ``sk`` (S)):
   ``due`` index the tick reads; a sender's claim moves it to the end of the claim's lease) and ``claimed_by``;
   finished records expire by TTL (``expires_at``);
 - ``attempts#<id>`` / ``<at ms, 13 digits>#<seq>#<attempt>``: the attempt log, newest last, trimmed by count;
-- ``relay`` / ``<epoch>``: ``seq``, the highest event every delivery record (and EventBridge entry) was made for.
+- ``relay`` / ``<epoch>``: ``seq``, the highest event every delivery record (and EventBridge entry) was made for;
+  ``relay#<epoch>`` / ``<seq>``: an event relayed ahead of the cursor (expires by TTL).
 
 A delivery's record is written first and fences the rest (a conditional write on the sender's claim); then the
 endpoint's counters and health, then the attempt log. Creating a pending record and counting it (``enqueue``,
@@ -401,6 +402,24 @@ class WebhookStore:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def mark_relayed(self, epoch: str, seq: int) -> None:
+        """Note that event ``seq`` was relayed though the cursor could not pass it yet (an earlier event's relay was
+        still running): the catch-up then skips it instead of relaying it again."""
+        self._client.put_item(TableName=self._table, Item=to_item({
+            "pk": f"{RELAY}#{epoch}", "sk": f"{int(seq):012d}", "expires_at": int(self._clock() + DONE_TTL_S),
+        }))
+
+    def marked_relayed(self, epoch: str, after: int, until: int) -> set[int]:
+        """The seqs in ``(after, until]`` that ``mark_relayed`` noted."""
+        return {
+            int(from_item(item)["sk"])
+            for item in self._query(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues=values(pk=f"{RELAY}#{epoch}", low=f"{after + 1:012d}", high=f"{until:012d}"),
+                ConsistentRead=True,
+            )
+        }
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:

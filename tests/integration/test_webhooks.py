@@ -567,3 +567,32 @@ def test_real_messages_of_every_channel_validate_against_the_published_schema(wo
                     {**event, "payload": {**event["payload"], "changed": [{"provider_id": "p"}]}},
                     {**event, "timestamp": "yesterday"}):
         assert not validator.is_valid(drifted), drifted
+
+
+def test_relays_that_finish_out_of_order_are_not_relayed_again(world, receiver):
+    class Bus:
+        def __init__(self):
+            self.seqs: list[int] = []
+
+        def broadcast(self, message):
+            self.seqs.append(message["seq"])
+
+    bus = Bus()
+    dispatcher = world.container.webhook_dispatcher
+    dispatcher._bus = bus
+    world.create(receiver.url)
+    kicks: list[dict] = []
+    world.container.publisher._channels = (WebhookChannel(kicks.append),)
+    world.change()
+    world.change()
+    first, second = kicks
+    dispatcher.handle(second)  # the later event's relay finishes first: the cursor cannot pass it yet
+    dispatcher.handle(first)
+    _, epoch, _ = world.container.service.position()
+    store = dispatcher._store
+    assert store.relayed(epoch) == first["relay"]["seq"]
+    world.clock.now += 60
+    world.tick()
+    assert store.relayed(epoch) == second["relay"]["seq"]
+    assert sorted(bus.seqs) == [first["relay"]["seq"], second["relay"]["seq"]]  # each put on the bus once
+    assert len(receiver.wait_for(2)) == 2
