@@ -19,6 +19,7 @@ from chalicelib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from chalicelib.auth import Authenticator
+    from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import EventPublisher, WebhookDispatcher, WebsocketSender
     from chalicelib.oauth import OAuthTokenStore
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.journal import EventJournal
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
+    from chalicelib.tokens import TokenService
     from chalicelib.webhook_service import WebhookService
 
 
@@ -108,6 +110,8 @@ class Container:
     websocket: WebsocketHandlers
     authenticator: Authenticator
     fetcher_factory: Callable[[], Fetcher]
+    changes: ChangeFeed
+    tokens: TokenService
     webhooks: WebhookService
     webhook_dispatcher: WebhookDispatcher
 
@@ -133,6 +137,7 @@ def bootstrap(
     fetcher, a fake ``send``, a fake ``clock`` and ``webhook_kick`` (given the relay's entry point, returns what
     runs it: e.g. ``lambda handle: handle`` runs it inline)."""
     from chalicelib.auth import Authenticator
+    from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import (
         DeliveryOptions,
@@ -155,7 +160,9 @@ def bootstrap(
     from chalicelib.storage.journal import EventJournal
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
+    from chalicelib.storage.tokens import TokenStore
     from chalicelib.storage.webhooks import WebhookStore
+    from chalicelib.tokens import TokenService
     from chalicelib.webhook_service import WebhookService
 
     settings = settings or get_settings()
@@ -195,7 +202,10 @@ def bootstrap(
         kick = LambdaKick(aws.factory("lambda"), settings.webhook_function)
     else:
         kick = ThreadKick(webhook_dispatcher.handle)
-    publisher = EventPublisher(journal, Fanout(connections, deliver), channels=[WebhookChannel(kick)])
+    publisher = EventPublisher(
+        journal, Fanout(connections, deliver), count_connections=connections.count_up_to,
+        channels=[WebhookChannel(kick)],
+    )
     if fetcher_factory is None:
         fetcher_factory = _provider_fetcher_factory(settings, aws, secrets)
     engine = RefreshEngine(
@@ -227,7 +237,8 @@ def bootstrap(
         kick=kick,
         clock=clock,
     )
-    authenticator = Authenticator(_api_token_source(settings, secrets))
+    tokens = TokenService(TokenStore(dynamodb, tables.catalog), clock=clock)
+    authenticator = Authenticator(_api_token_source(settings, secrets), tokens)
     websocket = WebsocketHandlers(
         token_check=lambda presented: authenticator.identify(presented) is not None,
         connections=connections,
@@ -251,6 +262,8 @@ def bootstrap(
         websocket=websocket,
         authenticator=authenticator,
         fetcher_factory=fetcher_factory,
+        changes=ChangeFeed(journal, service.position, code_version=settings.deployment_id),
+        tokens=tokens,
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
     )

@@ -39,7 +39,7 @@ class Settings:
 
     config: CatalogConfig
     config_path: Path
-    api_token: str | None
+    api_token: str | None = field(repr=False)  # a secret (or a reference to one): never in repr()
     api_token_secret_id: str | None
     tables: TableNames
     region: str

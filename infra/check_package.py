@@ -156,9 +156,10 @@ def check_bundle(bundle: Path, template: dict[str, Any], stage: str) -> list[str
                         or ["x86_64"])[0]
         machine = {"x86_64": "x86_64", "arm64": "aarch64"}[architecture]
         abi = "cpython-3" + runtime.removeprefix("python3.") + f"-{machine}-linux-gnu"
-        native = [name for name in names if name.startswith("pydantic_core/_pydantic_core.") and name.endswith(".so")]
-        if native != [f"pydantic_core/_pydantic_core.{abi}.so"]:
-            problems.append(f"{bundle}: pydantic-core native module {native}, expected the {abi} build (manylinux)")
+        for package, module in (("pydantic-core", "pydantic_core/_pydantic_core"), ("google-re2", "re2/_re2")):
+            native = [name for name in names if name.startswith(f"{module}.") and name.endswith(".so")]
+            if native != [f"{module}.{abi}.so"]:
+                problems.append(f"{bundle}: {package} native module {native}, expected the {abi} build (manylinux)")
 
         settings = render_template.chalice_stage(stage)
         environment = settings["environment_variables"]

@@ -68,6 +68,7 @@ DYNAMODB_ITEM_ACTIONS = [
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",  # garbage collection's deletes are fenced by a check of the refresh lock
 ]
 # Only the fan-out reads a whole table (every open connection).
 SCAN_TABLES = ("connections",)
@@ -338,7 +339,25 @@ def merge_template(stage: str) -> dict[str, Any]:
             }
         }
         resources[role_logical_id(function_name)] = function_role_patch(kicks=logical_id in KICKING_FUNCTIONS)
+    resources["ScheduledTick"]["Properties"]["ReservedConcurrentExecutions"] = {
+        "Fn::If": ["ReserveTickConcurrency", {"Ref": "ScheduledTickReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    resources.update(deployed_limits())
     return template
+
+
+def deployed_limits() -> dict[str, Any]:
+    """Patches that bound what callers can cost: stage throttling on both APIs, and concurrency reserved for the
+    scheduled function (requests to the others can never leave it without an execution to run a refresh in)."""
+    throttle = {"ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+                "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"}}
+    return {
+        "RestAPI": {"Properties": {"MethodSettings": [{"ResourcePath": "/*", "HttpMethod": "*", **throttle}]}},
+        "WebsocketAPIStage": {"Properties": {"DefaultRouteSettings": {
+            "ThrottlingRateLimit": {"Ref": "WebsocketThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "WebsocketThrottlingBurstLimit"},
+        }}},
+    }
 
 
 # --- the dev stage (chalice deploy) ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ The API:
   throttling backoff, truncation to fit);
 - ``WebsocketSender``: one message to one connection through API Gateway's ``@connections`` API (its own client);
 - ``wire_text`` / ``encode_for_wire`` / ``MAX_WIRE_BYTES``: the event as WebSocket text, fitted to the limit;
+  ``fit_to_wire`` / ``wire_size``: the fitted message itself and its size (the change feed serves exactly it);
 - ``WebhookDispatcher`` / ``WebhookChannel`` / ``LambdaKick`` / ``ThreadKick`` / ``DeliveryOptions``: Standard
   Webhooks delivery with durable retries, and the relay of each event to the durable channels (``_webhooks``);
 - ``EventBusChannel``: every event on an EventBridge bus (``_bus``).
@@ -18,7 +19,7 @@ delivery channel is a class with ``broadcast(message)`` that the publisher is gi
 
 from chalicelib.events._bus import EventBusChannel
 from chalicelib.events._fanout import Fanout, FanoutStats
-from chalicelib.events._message import MAX_WIRE_BYTES, encode_for_wire, wire_text
+from chalicelib.events._message import MAX_WIRE_BYTES, encode_for_wire, fit_to_wire, wire_size, wire_text
 from chalicelib.events._publisher import EventPublisher
 from chalicelib.events._sender import WebsocketSender
 from chalicelib.events._webhooks import (
@@ -43,6 +44,8 @@ __all__ = [
     "WebhookDispatcher",
     "WebsocketSender",
     "encode_for_wire",
+    "fit_to_wire",
     "secret_context",
+    "wire_size",
     "wire_text",
 ]

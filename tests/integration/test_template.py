@@ -198,6 +198,7 @@ EXPECTED_DYNAMODB_ACTIONS = {
     "dynamodb:DeleteItem",
     "dynamodb:Query",
     "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",  # the fence of garbage collection's delete transactions
 }
 TABLE_ARNS = [_get_att_arn(TABLES[role]["logical_id"]) for role in TABLE_ROLES] + [
     {"Fn::Sub": "${WebhooksTable.Arn}/index/*"}  # the due-retries index
@@ -424,13 +425,49 @@ def test_function_timeouts_fit_the_refresh_deadlines(resources: dict[str, Any]) 
     options = CatalogOptions()
     api = _properties(resources, "APIHandler")
     scheduled = _properties(resources, "ScheduledTick")
-    # A manual refresh waits for the lock, then runs to its deadline, inside API Gateway's 29 s.
-    assert options.lock_wait_ms + options.manual_run_deadline_ms < 29_000
+    # A manual refresh waits for the lock, runs to its deadline, commits (≤ 4 s) and fans out inline (≤ 3 s, at most
+    # 1,000 connections), inside API Gateway's 29 s.
+    assert options.lock_wait_ms + options.manual_run_deadline_ms + 4_000 + 3_000 <= 29_000
     assert api["Timeout"] * 1000 >= options.lock_wait_ms + options.manual_run_deadline_ms
     assert scheduled["Timeout"] * 1000 > options.scheduled_run_deadline_ms
     assert scheduled["Timeout"] == 300
     assert scheduled["MemorySize"] == STAGE_CONFIG["lambda_functions"]["scheduled_tick"]["lambda_memory_size"]
     assert api["MemorySize"] == STAGE_CONFIG["lambda_functions"]["api_handler"]["lambda_memory_size"]
+
+
+def test_both_api_stages_are_throttled(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    [settings] = _properties(resources, "RestAPI")["MethodSettings"]
+    assert settings == {"ResourcePath": "/*", "HttpMethod": "*",
+                        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+                        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"}}
+    assert _properties(resources, "WebsocketAPIStage")["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "WebsocketThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "WebsocketThrottlingBurstLimit"},
+    }
+    parameters = template["Parameters"]
+    assert (parameters["ApiThrottlingRateLimit"]["Default"], parameters["ApiThrottlingBurstLimit"]["Default"]) == (50, 100)
+
+
+def test_the_scheduled_function_has_reserved_concurrency(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    reserved = _properties(resources, "ScheduledTick")["ReservedConcurrentExecutions"]
+    assert reserved == {"Fn::If": ["ReserveTickConcurrency", {"Ref": "ScheduledTickReservedConcurrency"},
+                                   {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["ScheduledTickReservedConcurrency"]["Default"] == 2
+    for function in set(FUNCTIONS) - {"ScheduledTick"}:  # the others share the account's unreserved pool
+        assert "ReservedConcurrentExecutions" not in _properties(resources, function), function
+
+
+def test_refresh_functions_have_the_memory_the_answer_caps_need(resources: dict[str, Any]) -> None:
+    """docs/benchmarks.md "Memory per MB of provider answer" and docs/reference.md §4 "Limits": ~100 MB of process,
+    one large answer at a time (the worst 32 MB answer peaks at +170 MB), 31 other fetches holding answers of at most
+    1 MB (≤ 17 MB each at the densest), the catalog's records and diffs: 100 + 170 + 31 × 17 ≈ 800 MB < 1,024 MB."""
+    from chalicelib.core.limits import MAX_MODELS_PER_PROVIDER
+    from chalicelib.http import DEFAULT_MAX_BODY_BYTES
+    from chalicelib.http._client import LARGE_ANSWER_BYTES
+
+    assert (DEFAULT_MAX_BODY_BYTES, LARGE_ANSWER_BYTES, MAX_MODELS_PER_PROVIDER) == (32 << 20, 1 << 20, 50_000)
+    for function in ("APIHandler", "ScheduledTick"):
+        assert _properties(resources, function)["MemorySize"] >= 1024, function
 
 
 def test_schedule_rate_is_the_stage_setting(resources: dict[str, Any]) -> None:
