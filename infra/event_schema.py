@@ -33,6 +33,22 @@ def _closed(schema: Any) -> Any:
     return schema
 
 
+def _stand_in_counts() -> tuple[list[str], list[str]]:
+    """The count fields the cut-down stand-ins of a result put in place of lists, read from the code that makes
+    them (chalicelib.core.results) rather than listed here."""
+    from chalicelib.core.results import shrunk_results
+
+    sample = {"revision": 1, "changed": [{"provider_id": "p", "provider_name": "p"}], "unchanged": ["u"],
+              "failed": [{"provider_id": "f", "reason": "r"}]}
+    change_counts: set[str] = set()
+    result_counts: set[str] = set()
+    for stand_in in shrunk_results(sample):
+        result_counts |= {key for key in stand_in if key.endswith("_count")}
+        for entry in stand_in.get("changed") or []:
+            change_counts |= {key for key in entry if key.endswith("_count")}
+    return sorted(change_counts), sorted(result_counts)
+
+
 def build() -> dict[str, Any]:
     if str(PROJECT_DIR) not in sys.path:
         sys.path.insert(0, str(PROJECT_DIR))
@@ -48,10 +64,9 @@ def build() -> dict[str, Any]:
     # A result too big for a channel is sent cut down (chalicelib/core/results.py): its id lists emptied, counts in
     # their place, and "truncated": true. Those fields appear only then.
     count = {"type": "integer", "minimum": 0}
-    definitions["ProviderChange"]["properties"].update(added_count=count, removed_count=count, updated_count=count)
-    definitions["RefreshResult"]["properties"].update(
-        truncated={"const": True}, changed_count=count, unchanged_count=count, failed_count=count
-    )
+    change_counts, result_counts = _stand_in_counts()
+    definitions["ProviderChange"]["properties"].update(dict.fromkeys(change_counts, count))
+    definitions["RefreshResult"]["properties"].update(truncated={"const": True}, **dict.fromkeys(result_counts, count))
     definitions["WebhookMessage"] = {
         "title": "WebhookMessage",
         "description": "The body of a webhook POST (Standard Webhooks); `data` is the event.",
