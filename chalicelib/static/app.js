@@ -23,6 +23,7 @@
   const RESIDENT_ROWS = 10000; // rows kept in memory; pages farther from the view are dropped and read again
   const OVERSCAN = 10; // rows rendered above and below the visible ones
   const PREFETCH_ROWS = 200; // read the next page when the view comes this close to the end of what is loaded
+  const FIRST_PAGES = 8; // first answers kept per query (with their ETags), so a filter that comes back costs a 304
   const CATCH_UP_MAX = 25; // missed events applied one by one after a reconnect; more → reload the list
   const SEARCH_DEBOUNCE_MS = 250;
   const CAN_REFRESH = new Set(["refresh", "admin"]);
@@ -79,6 +80,7 @@
     changes: 0, // bumped by every applied change: a read that overlapped one is read again
     window: "",
   };
+  const firstPages = new Map(); // query key → {etag, body}, least recently used first
 
   // ---------- DOM helpers ----------
 
@@ -335,7 +337,6 @@
       endKey: next && rows.length ? keyOf(rows[rows.length - 1]) : null,
       rows,
       count: rows.length,
-      etag: res.etag,
       reading: null,
       next,
     };
@@ -416,19 +417,29 @@
     }
   }
 
-  // The first page of `query` (default: the current one). Same query with its ETag: a 304 means nothing in the
-  // catalog changed, so every loaded page stays as it is.
+  function rememberFirstPage(key, res) {
+    firstPages.delete(key);
+    if (!res.etag) return;
+    firstPages.set(key, { etag: res.etag, body: res.body });
+    while (firstPages.size > FIRST_PAGES) firstPages.delete(firstPages.keys().next().value);
+  }
+
+  // The first page of `query` (default: the current one), revalidated with the ETag of its last answer: a 304
+  // means nothing in the catalog changed since, so the same query keeps every loaded page, and a query that comes
+  // back takes its kept answer.
   async function reloadTable(query) {
     const wanted = query || table.query;
     if (!wanted) return;
-    const same = queryKey(wanted) === table.key && table.pages.length > 0;
+    const key = queryKey(wanted);
+    const same = key === table.key && table.pages.length > 0;
+    const cached = firstPages.get(key);
     const reload = ++table.reloads;
     const changes = table.changes;
     table.loading = true;
     renderCount();
     let res;
     try {
-      res = await request("GET", modelsPath(wanted, { limit: PAGE_SIZE }), same ? table.pages[0].etag : null);
+      res = await request("GET", modelsPath(wanted, { limit: PAGE_SIZE }), cached ? cached.etag : null);
     } catch (err) {
       if (reload !== table.reloads) return;
       table.loading = false;
@@ -440,10 +451,14 @@
     table.loading = false;
     noteRevision(res.revision);
     $("filter-error").hidden = true;
-    if (res.status === 304 && same) {
-      renderRows(true);
-      return;
+    if (res.status === 304 && cached) {
+      if (same) {
+        renderRows(true);
+        return;
+      }
+      res = { ...res, etag: cached.etag, body: cached.body };
     }
+    rememberFirstPage(key, res);
     noteRevision(res.body.revision);
     const first = makePage(null, null, res);
     replacePages(wanted, [first], first.next);
@@ -1301,6 +1316,7 @@
     replacePages(currentQuery(), [], null);
     table.key = null;
     state.highlights.clear();
+    firstPages.clear();
     renderRows(true);
     $("log").replaceChildren();
     $("log-empty").hidden = false;

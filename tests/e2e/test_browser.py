@@ -875,6 +875,16 @@ def test_a_resync_revalidates_with_the_etags_and_keeps_the_rows_on_304(page: Any
     last = scripted.calls_to("/api/v1/models")[-1]
     assert last["if_none_match"] == revalidated["if_none_match"] and last["status"] == 200
 
+    # A filter and back: the first query's answer is kept with its ETag, so coming back costs a 304.
+    page.select_option("#status-filter", "deprecated")
+    expect(page.locator("#models-count")).to_have_text("0 match", timeout=5000)
+    expect(page.locator("#models-empty")).to_be_visible()
+    page.select_option("#status-filter", "")
+    expect(model_cell(page, "m/behind-the-etag")).to_be_visible(timeout=5000)
+    back = scripted.calls_to("/api/v1/models")[-1]
+    assert "status" not in back["query"] and back["if_none_match"] and back["status"] == 304
+    assert table_state(page)["loaded"] == "2"
+
 
 def test_refresh_button_waits_out_409_with_retry_after(page: Any, scripted: ScriptedBackend) -> None:
     from playwright.sync_api import expect
