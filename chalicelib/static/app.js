@@ -365,8 +365,10 @@
       const res = await request("GET", modelsPath(query, { providerId, cursor, limit }));
       noteRevision(res.body.revision);
       for (const model of res.body.models || []) {
-        if (endKey && compareKeys(keyOf(model), endKey) > 0) return rows;
+        const past = endKey ? compareKeys(keyOf(model), endKey) : -1;
+        if (past > 0) return rows;
         rows.push(model);
+        if (past === 0) return rows; // the range's last key: nothing after it belongs here
       }
       cursor = res.body.next_cursor;
       if (!cursor) return rows;

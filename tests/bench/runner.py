@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import cold_start, fanout, large_registry, refresh_all, revalidate
+from tests.bench import cold_start, fanout, large_registry, refresh_all, revalidate, web_page
 from tests.bench.common import REPO, ScenarioResult, machine_info
 from tests.bench.report import render
 
@@ -22,6 +22,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[bool], ScenarioResult]]] = {
     "fanout": ("Fan-out", fanout.run),
     "large_registry": ("20,000-model registry", large_registry.run),
     "revalidate": ("Conditional GET at 20,000 models", revalidate.run),
+    "web_page": ("The web page with 50,000 models", web_page.run),
 }
 
 
