@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import answer_memory, cold_start, fanout, large_registry, refresh_all, revalidate, webhooks
+from tests.bench import answer_memory, cold_start, fanout, large_registry, refresh_all, revalidate, web_page, webhooks
 from tests.bench.common import REPO, ScenarioResult, machine_info
 from tests.bench.report import render
 
@@ -24,6 +24,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[bool], ScenarioResult]]] = {
     "revalidate": ("Conditional GET at 20,000 models", revalidate.run),
     "answer_memory": ("Memory per MB of provider answer", answer_memory.run),
     "webhooks": ("Webhooks", webhooks.run),
+    "web_page": ("The web page with 50,000 models", web_page.run),
 }
 
 
