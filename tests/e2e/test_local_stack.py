@@ -484,6 +484,30 @@ def test_sigterm_to_the_process_group_of_make_run_right_after_a_change_loses_not
     local.stop(group=True)
 
 
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stop_signal_to_the_stack_alone_right_after_a_change_keeps_it_in_the_final_snapshot(
+    tmp_path: Path, durable_config: Path, signal_number: int
+) -> None:
+    """Without the write-ahead log and with no snapshot timer, only the clean stop's final snapshot can keep the
+    change: the signal reaches the stack alone (not make, not its group), the change is there after a restart."""
+    local = LocalStack(tmp_path, config=durable_config, env=NO_WAL)
+    registry = Registry()
+    local.start()
+    with subscriber(local) as client:
+        client.subscribe()
+        change(local, registry)
+        local.process.send_signal(signal_number)  # right after the 200
+        seen = client.next_event()
+    assert local.wait_exit() == 0, local.stderr_text
+    local.assert_nothing_left()
+    local.start()
+    assert registry.ids <= catalog_ids(local)
+    with subscriber(local) as client:
+        subscribed, frames = client.subscribe(since=seen["seq"] - 1, epoch=seen["epoch"])
+    assert subscribed["epoch"] == seen["epoch"] and frames == [seen]
+    local.stop()
+
+
 CRASH_CASES = {
     # case: (environment, what a resuming client gets)
     "as shipped": ({}, "resync_required"),
