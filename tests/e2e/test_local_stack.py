@@ -240,7 +240,7 @@ def test_sigkill_of_the_process_group_of_make_run_leaves_no_process(tmp_path: Pa
     assert not [pid for pid in tree if pid_alive(pid)]
 
 
-def test_the_dynamodb_child_survives_no_burst_of_stop_signals() -> None:
+def test_a_burst_of_stop_signals_stops_the_dynamodb_child_cleanly() -> None:
     """The child's handlers only record the signal (no lock): a burst of SIGTERMs while it waits ends it cleanly.
     Before, its handler set a threading.Event the main thread was waiting on and could deadlock on its lock."""
     for _ in range(5):
