@@ -1,10 +1,14 @@
 """model-catalog: routes only. The service is wired in chalicelib/bootstrap.py (README, "Architecture")."""
 
+from collections.abc import Callable
+from typing import Any
+
 from chalice import Chalice, Rate
 
 from chalicelib.bootstrap import Runtime
 from chalicelib.entrypoints import openapi as openapi_document
 from chalicelib.entrypoints import rest, webpage
+from chalicelib.exports import export_paths, route_id
 from chalicelib.settings import schedule_rate_minutes
 
 app = Chalice(app_name="model-catalog")
@@ -43,12 +47,22 @@ def openapi():
 
 @route(f"{PREFIX}/providers", scope="read", methods=["GET"])
 def list_providers():
-    return runtime().service.list_providers()
+    return rest.list_providers(runtime().service, app.current_request)
 
 
 @route(f"{PREFIX}/models", scope="read", methods=["GET"])
 def list_models():
-    return rest.list_models(runtime().service, app.current_request.query_params or {})
+    return rest.list_models(runtime().service, app.current_request)
+
+
+@route(f"{PREFIX}/changes", scope="read", methods=["GET"])
+def list_changes():
+    return rest.changes(runtime().changes, app.current_request)
+
+
+@route(f"{PREFIX}/changes.atom", scope="read", methods=["GET"])
+def changes_atom():
+    return rest.changes_atom(runtime().changes, app.current_request)
 
 
 @route(f"{PREFIX}/refresh/status", scope="read", methods=["GET"])
@@ -81,6 +95,86 @@ def provider_action(provider_id):
 @route(f"{PREFIX}/providers/{{provider_id}}/refresh", scope="refresh", methods=["POST"])
 def refresh_provider(provider_id):
     return rest.refresh_one(runtime().service, provider_id)
+
+
+@route(f"{PREFIX}/whoami", scope="read", methods=["GET"])
+def whoami():
+    return rest.whoami(runtime(), app.current_request.headers)
+
+
+@route(f"{PREFIX}/tokens", scope="admin", methods=["POST"])
+def create_token():
+    return rest.create_token(runtime(), app.current_request.raw_body)
+
+
+@route(f"{PREFIX}/tokens", scope="admin", methods=["GET"])
+def list_tokens():
+    return runtime().tokens.list()
+
+
+@route(f"{PREFIX}/tokens/{{token_id}}", scope="admin", methods=["DELETE"])
+def revoke_token(token_id):
+    return rest.revoke_token(runtime(), token_id)
+
+
+def export_routes(path: str, serve: Callable[[], Any]) -> None:
+    """``GET /api/v1/export/<path>`` (bearer token) and ``GET /api/v1/feeds/{token}/<path>`` (a `read` token in the
+    URL, for tools that can only be given one), both answered by ``serve()``. Chalice has no greedy paths: one pair
+    of routes per export, named export_<path> and feed_<path> (the OpenAPI operation ids)."""
+
+    def export():
+        return serve()
+
+    def feed(token):
+        return serve()
+
+    export.__name__, feed.__name__ = f"export_{route_id(path)}", f"feed_{route_id(path)}"
+    route(f"{PREFIX}/export/{path}", scope="read", methods=["GET"])(export)
+    route(f"{PREFIX}/feeds/{{token}}/{path}", scope="read", token_param="token", methods=["GET"])(feed)
+
+
+def catalog_export(name: str) -> Callable[[], Any]:
+    return lambda: rest.export(runtime(), name, app.current_request.headers)
+
+
+for _path, _name in export_paths().items():
+    export_routes(_path, catalog_export(_name))
+export_routes("changes.atom", lambda: rest.changes_atom(runtime().changes, app.current_request))
+@route(f"{PREFIX}/webhooks", scope="admin", methods=["POST"])
+def create_webhook():
+    return rest.created(runtime().webhooks.create(rest.json_body(app.current_request)))
+
+
+@route(f"{PREFIX}/webhooks", scope="admin", methods=["GET"])
+def list_webhooks():
+    return runtime().webhooks.list()
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}", scope="admin", methods=["GET"])
+def get_webhook(webhook_id):
+    return runtime().webhooks.get(webhook_id)
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}", scope="admin", methods=["DELETE"])
+def delete_webhook(webhook_id):
+    runtime().webhooks.delete(webhook_id)
+    return rest.no_content()
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}/attempts", scope="admin", methods=["GET"])
+def webhook_attempts(webhook_id):
+    return runtime().webhooks.attempts(webhook_id)
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}/replay", scope="admin", methods=["POST"])
+def replay_webhook(webhook_id):
+    return rest.accepted(runtime().webhooks.replay(webhook_id, rest.json_body(app.current_request)))
+
+
+@app.lambda_function(name="webhook_dispatch")
+def webhook_dispatch(event, context):
+    """Invoked asynchronously after a commit (and after a replay): relay the event, send what is due."""
+    return runtime().webhook_dispatcher.handle(event)
 
 
 @app.schedule(Rate(schedule_rate_minutes(), unit=Rate.MINUTES))

@@ -47,19 +47,27 @@ class ApiClient:
     def token(self) -> str:
         return self._token
 
-    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """``params`` values may be lists (a repeated query parameter)."""
         return self._request("GET", path, params=params, timeout=READ_TIMEOUT_S)
 
-    def post(self, path: str) -> Any:
-        return self._request("POST", path, params=None, timeout=REFRESH_TIMEOUT_S)
+    def post(self, path: str, body: Any = None) -> Any:
+        return self._request("POST", path, params=None, timeout=REFRESH_TIMEOUT_S, body=body)
 
-    def _request(self, method: str, path: str, params: dict[str, str] | None, timeout: float) -> Any:
+    def delete(self, path: str) -> Any:
+        """``None`` for a ``204 No Content``."""
+        return self._request("DELETE", path, params=None, timeout=READ_TIMEOUT_S)
+
+    def _request(
+        self, method: str, path: str, params: dict[str, Any] | None, timeout: float, body: Any = None
+    ) -> Any:
         url = f"{self.base_url}/api/v1{path}"
         try:
             response = self._session.request(
                 method,
                 url,
                 params=params,
+                json=body,
                 timeout=(5.0, timeout),
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
             )
@@ -67,6 +75,8 @@ class ApiClient:
             raise CliError(f"cannot reach the service at {self.base_url}: {_reason(exc)}", EXIT_UNREACHABLE) from None
         except requests.RequestException as exc:
             raise CliError(f"bad service URL {self.base_url!r}: {short_error(exc)}", EXIT_USAGE) from None
+        if response.status_code == 204:
+            return None
         if response.status_code < 400:
             try:
                 return response.json()
@@ -92,6 +102,8 @@ def _http_error(method: str, path: str, response: requests.Response) -> CliError
     text = f"{message} (HTTP {status} {code})"
     if status == 401:
         return CliError(f"{text}; check --token or {TOKEN_ENV}", EXIT_USAGE)
+    if status == 403:
+        return CliError(f"{text}; use a token with a larger scope", EXIT_USAGE)
     if status == 409 and code == "refresh_in_progress":
         try:
             retry_after = float(response.headers.get("Retry-After", "2"))

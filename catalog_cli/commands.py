@@ -19,7 +19,18 @@ from catalog_cli.client import (
     CliError,
     RefreshBusyError,
 )
-from catalog_cli.format import clip, duration, format_result, format_table, number, price, print_json, when
+from catalog_cli.format import (
+    clip,
+    duration,
+    format_event,
+    format_result,
+    format_table,
+    number,
+    price,
+    print_json,
+    when,
+)
+from catalog_cli.tokens import cmd_tokens
 from catalog_cli.watch import Watcher
 
 
@@ -48,8 +59,20 @@ def cmd_providers(client: ApiClient, args: argparse.Namespace, out: TextIO) -> i
     return EXIT_OK
 
 
+def _model_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``GET /models`` query of the ``models`` options (docs/reference.md §8); the service checks the values."""
+    params: dict[str, Any] = {
+        "provider_id": args.provider,
+        "capability": args.capability,
+        "min_context": None if args.min_context is None else str(args.min_context),
+        "q": args.query,
+        "status": args.status,
+    }
+    return {name: value for name, value in params.items() if value is not None}
+
+
 def cmd_models(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
-    body = client.get("/models", params={"provider_id": args.provider} if args.provider else None)
+    body = client.get("/models", params=_model_filters(args) or None)
     if args.json:
         print_json(body, out)
         return EXIT_OK
@@ -170,6 +193,58 @@ def cmd_tick(args: argparse.Namespace, out: TextIO) -> int:
     return _result_exit(result)
 
 
+# The service answers at most this many events per GET /changes (docs/reference.md §8).
+CHANGES_PAGE = 500
+CHANGES_NEWEST = 100
+
+
+def cmd_changes(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    """``GET /changes``: the newest events, or every event after ``--since`` (following ``has_more``)."""
+    if args.since is None:
+        wanted = args.limit or CHANGES_NEWEST
+        if wanted > CHANGES_PAGE:
+            raise CliError(f"--limit without --since is at most {CHANGES_PAGE} (the newest events)", EXIT_USAGE)
+        body = client.get("/changes", params={"limit": str(wanted), **({"epoch": args.epoch} if args.epoch else {})})
+        feed = {**body, "events": list(body.get("events") or [])}
+    else:
+        feed = _changes_since(client, args.since, args.epoch, args.limit)
+    if args.json:
+        print_json(feed, out)
+        return EXIT_OK
+    for event in feed["events"]:
+        for line in format_event(event):
+            print(line, file=out)
+    epoch, seq = feed.get("epoch"), feed.get("seq")
+    if feed.get("resync_required"):
+        print("resync required: the events after your position are not all kept any more, or the epoch changed; "
+              "read the catalog with `models`, then go on from the latest seq", file=out)
+    elif not feed["events"]:
+        print("no changes" + (f" after #{args.since}" if args.since is not None else ""), file=out)
+    # Where to go on from: the last event printed while more follow, else the latest seq.
+    after = feed["events"][-1]["seq"] if feed.get("has_more") and feed["events"] else seq
+    more = " (more follow)" if feed.get("has_more") else ""
+    print(f"latest: #{seq} of epoch {epoch}{more}; next: changes --since {after} --epoch {epoch}", file=out)
+    return EXIT_OK
+
+
+def _changes_since(client: ApiClient, since: int, epoch: str | None, limit: int | None) -> dict[str, Any]:
+    """Every event after ``since`` (at most ``limit``), page by page, in the API's answer shape."""
+    if epoch is None:  # a person at a prompt: take the seq to be of the current epoch
+        epoch = client.get("/changes", params={"limit": "1"}).get("epoch")
+    events: list[dict[str, Any]] = []
+    cursor = since
+    while True:
+        page = CHANGES_PAGE if limit is None else min(CHANGES_PAGE, limit - len(events))
+        body = client.get("/changes", params={"since": str(cursor), "epoch": epoch, "limit": str(page)})
+        if body.get("resync_required"):
+            return {**body, "events": []}  # the events read so far do not matter: the client reads the catalog
+        events += body.get("events") or []
+        if events:
+            cursor = events[-1]["seq"]
+        if not body.get("has_more") or not body.get("events") or (limit is not None and len(events) >= limit):
+            return {**body, "events": events}
+
+
 def cmd_watch(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     ws_url = args.ws_url
     if not ws_url:
@@ -180,10 +255,69 @@ def cmd_watch(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     return watcher.run()
 
 
+def cmd_webhooks(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    """``webhooks list|create|delete|attempts|replay`` (docs/reference.md §9)."""
+    action = args.webhooks_command
+    path = f"/webhooks/{quote(args.id, safe='')}" if getattr(args, "id", None) else "/webhooks"
+    if action == "list":
+        body = client.get("/webhooks")
+        if args.json:
+            print_json(body, out)
+            return EXIT_OK
+        rows = [
+            [
+                w["id"],
+                w["url"],
+                "yes" if w["enabled"] else "no",
+                f"{w['deliveries']['succeeded']}/{w['deliveries']['failed']}/{w['deliveries']['pending']}",
+                ",".join(w.get("provider_ids") or []) or "all",
+                clip(w.get("disabled_reason") or w.get("last_error") or "-"),
+            ]
+            for w in body.get("webhooks") or []
+        ]
+        print(format_table(["ID", "URL", "ENABLED", "OK/FAILED/PENDING", "PROVIDERS", "LAST ERROR"], rows), file=out)
+        return EXIT_OK
+    if action == "create":
+        request: dict[str, Any] = {"url": args.endpoint}
+        if args.description is not None:
+            request["description"] = args.description
+        if args.provider:
+            request["provider_ids"] = args.provider
+        created = client.post("/webhooks", request)
+        if args.json:
+            print_json(created, out)
+            return EXIT_OK
+        print(f"webhook {created['id']} → {created['url']}", file=out)
+        print(f"secret  {created['secret']}  (shown only now: keep it to verify the signatures)", file=out)
+        return EXIT_OK
+    if action == "delete":
+        client.delete(path)
+        print(f"webhook {args.id} deleted", file=out)
+        return EXIT_OK
+    if action == "attempts":
+        body = client.get(f"{path}/attempts")
+        if args.json:
+            print_json(body, out)
+            return EXIT_OK
+        rows = [[a["at"], a["message_id"], str(a["attempt"]), str(a["status_code"] or "-"), clip(a["error"] or "-")]
+                for a in body.get("attempts") or []]
+        print(format_table(["AT", "MESSAGE", "ATTEMPT", "STATUS", "ERROR"], rows, right=[2, 3]), file=out)
+        return EXIT_OK
+    body = client.post(f"{path}/replay", {"since": args.since})
+    if args.json:
+        print_json(body, out)
+    else:
+        print(f"{body['replayed']} message(s) queued for delivery again", file=out)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ApiClient, argparse.Namespace, TextIO], int]] = {
     "providers": cmd_providers,
     "models": cmd_models,
     "refresh": cmd_refresh,
     "status": cmd_status,
+    "changes": cmd_changes,
     "watch": cmd_watch,
+    "webhooks": cmd_webhooks,
+    "tokens": cmd_tokens,
 }

@@ -18,24 +18,34 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from catalog_cli.client import DEFAULT_URL, EXIT_OK, EXIT_USAGE, TOKEN_ENV, URL_ENV, ApiClient, CliError
 from catalog_cli.commands import COMMANDS, cmd_tick
+from catalog_cli.tokens import add_parser as add_tokens_parser
 
 PROG = "python -m chalicelib.cli"  # the documented name (docs/reference.md §5)
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1)
+_non_negative_int = _whole_number(0)
 
 
 def _non_negative_float(raw: str) -> float:
@@ -69,6 +79,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", parents=[common], help="list models")
     models.add_argument("--provider", metavar="ID", help="only this provider's models")
+    models.add_argument("--capability", action="append", metavar="NAME",
+                        help="only models with this capability (repeat it: models with all of them)")
+    models.add_argument("--min-context", type=_non_negative_int, metavar="TOKENS",
+                        help="only models whose context length is known and at least this")
+    models.add_argument("--query", metavar="TEXT", help="only models whose id or display name contains TEXT (any case)")
+    models.add_argument("--status", choices=["active", "deprecated"], help="only models with this status")
     models.add_argument("--json", action="store_true", help="print the API response as JSON")
 
     refresh = commands.add_parser("refresh", parents=[common], help="refresh now (all providers by default)")
@@ -84,15 +100,47 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="refresh settings, last run and next due time")
     status.add_argument("--json", action="store_true", help="print the API response as JSON")
 
+    changes = commands.add_parser("changes", parents=[common], help="print the catalog's change events (no socket)")
+    changes.add_argument("--since", type=_non_negative_int, metavar="SEQ",
+                         help="the events after this seq (default: the newest ones)")
+    changes.add_argument("--epoch", metavar="EPOCH",
+                         help="the epoch --since belongs to (default: the current one; pass the one you saved)")
+    changes.add_argument("--limit", type=_positive_int, metavar="N",
+                         help="at most N events (default: every event after --since; the newest 100 without it)")
+    changes.add_argument("--json", action="store_true",
+                         help="print {epoch, seq, events, has_more, resync_required} as JSON")
+
     watch = commands.add_parser("watch", parents=[common], help="print catalog changes as they happen")
     watch.add_argument("--count", type=_positive_int, metavar="N", help="exit after N change events")
     watch.add_argument("--json", action="store_true", help="print each event as one JSON line")
     watch.add_argument("--ws-url", metavar="URL", help="WebSocket URL (default: from the service's client-config)")
 
+    webhooks = commands.add_parser("webhooks", parents=[common], help="manage webhook endpoints (admin token)")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="<action>", required=True)
+    listing = webhook_commands.add_parser("list", parents=[common], help="endpoints, delivery counts, health")
+    listing.add_argument("--json", action="store_true", help="print the API response as JSON")
+    create = webhook_commands.add_parser("create", parents=[common], help="add an endpoint (prints its secret once)")
+    create.add_argument("endpoint", metavar="URL", help="where to POST the events")
+    create.add_argument("--description", help="a note for people")
+    create.add_argument("--provider", action="append", metavar="ID",
+                        help="only events that change this provider (repeatable)")
+    create.add_argument("--json", action="store_true", help="print the API response as JSON")
+    delete = webhook_commands.add_parser("delete", parents=[common], help="remove an endpoint")
+    delete.add_argument("id")
+    attempts = webhook_commands.add_parser("attempts", parents=[common], help="an endpoint's attempts, newest first")
+    attempts.add_argument("id")
+    attempts.add_argument("--json", action="store_true", help="print the API response as JSON")
+    replay = webhook_commands.add_parser("replay", parents=[common], help="deliver again every event after a seq")
+    replay.add_argument("id")
+    replay.add_argument("--since", type=int, required=True, metavar="SEQ", help="replay the events after this seq")
+    replay.add_argument("--json", action="store_true", help="print the API response as JSON")
+
     tick = commands.add_parser(
         "tick", help="run the scheduled due-check now, against DynamoDB with your AWS credentials"
     )
     tick.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    add_tokens_parser(commands, common)
     return parser
 
 

@@ -6,12 +6,11 @@ import json
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from catalog_cli.client import EXIT_OK, EXIT_USAGE, ApiClient, CliError, short_error
-from catalog_cli.format import format_changes
+from catalog_cli.format import format_event
 
 PING_EVERY_S = 270.0  # API Gateway closes WebSockets idle for 10 min
 BACKOFF_BASE_S = 0.5
@@ -145,15 +144,8 @@ class Watcher:
         if self._as_json:
             print(json.dumps(message, separators=(",", ":")), file=self._out, flush=True)
         else:
-            payload = message.get("payload") or {}
-            stamp = message.get("timestamp") or datetime.now(UTC).isoformat(timespec="seconds")
-            print(f"[{stamp}] #{seq} catalog changed, revision {payload.get('revision')}", file=self._out)
-            for line in format_changes(payload.get("changed") or []):
+            for line in format_event(message):
                 print(line, file=self._out)
-            for failure in payload.get("failed") or []:
-                print(f"  FAILED {failure.get('provider_id')}: {failure.get('reason')}", file=self._out)
-            if message.get("truncated") or payload.get("truncated"):
-                print("  (payload truncated; run `models` for the full catalog)", file=self._out)
             self._out.flush()
         if gap:
             self._resync(f"events were missed before #{seq}", None)

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,18 +21,33 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
+from chalicelib.core.domain import CAPABILITIES, CHANGE_FIELDS, MODALITIES, Modality, Status
+from chalicelib.core.overrides import Override
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
+from chalicelib.providers.model_filter import compile_model_filter
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
+# docs/reference.md §9: the delays between webhook attempts, and how long an endpoint may keep failing.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000)
+DEFAULT_WEBHOOK_DISABLE_AFTER_S = 5 * 24 * 60 * 60
+MAX_WEBHOOK_DELAY_S = 7 * 24 * 60 * 60
+# A manual refresh answers inside API Gateway's integration timeout: waiting for the lock, fetching, then the
+# commit (reading stored lists, writing chunks, the transaction, garbage collection, release) and the inline
+# fan-out (≤ 1,000 connections; more are handed to the scheduled tick) must all fit (docs/reference.md §4).
+REST_TIMEOUT_MS = 29_000
+COMMIT_BUDGET_MS = 4_000
+INLINE_FANOUT_BUDGET_MS = 3_000
+MANUAL_BUDGET_MS = REST_TIMEOUT_MS - COMMIT_BUDGET_MS - INLINE_FANOUT_BUDGET_MS  # lock wait + fetch deadline
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -68,9 +84,29 @@ class CatalogOptions(_Strict):
     # Extensions beyond docs/reference.md §4, all optional.
     fetch_concurrency: Annotated[StrictInt, Field(ge=1, le=64)] = 32
     shrink_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    lock_wait_ms: PositiveMs = 8_000
-    manual_run_deadline_ms: PositiveMs = 18_000
-    scheduled_run_deadline_ms: PositiveMs = 120_000
+    lock_wait_ms: PositiveMs = 5_000
+    manual_run_deadline_ms: PositiveMs = 15_000
+    # The scheduled function runs 300 s at most (.chalice/config.json): the fetch deadline leaves 60 s for the rest.
+    scheduled_run_deadline_ms: Annotated[StrictInt, Field(gt=0, le=240_000)] = 120_000
+    # Webhooks (docs/reference.md §9).
+    webhook_retry_schedule_s: Annotated[
+        list[Annotated[StrictInt, Field(ge=0, le=MAX_WEBHOOK_DELAY_S)]], Field(max_length=20)
+    ] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S))
+    webhook_disable_after_s: Annotated[StrictInt, Field(ge=60)] = DEFAULT_WEBHOOK_DISABLE_AFTER_S
+    webhook_concurrency: Annotated[StrictInt, Field(ge=1, le=128)] = 32
+
+    @model_validator(mode="after")
+    def _manual_refresh_fits_the_rest_timeout(self) -> CatalogOptions:
+        budget = self.lock_wait_ms + self.manual_run_deadline_ms
+        if budget > MANUAL_BUDGET_MS:
+            raise _KeyedError(
+                "model_catalog",
+                f"lock_wait_ms ({self.lock_wait_ms}) + manual_run_deadline_ms ({self.manual_run_deadline_ms}) = "
+                f"{budget} ms, but a manual refresh must answer within API Gateway's {REST_TIMEOUT_MS // 1000} s: "
+                f"with {COMMIT_BUDGET_MS} ms for the commit and {INLINE_FANOUT_BUDGET_MS} ms for the fan-out, the two "
+                f"may add up to at most {MANUAL_BUDGET_MS} ms",
+            )
+        return self
 
 
 Kind = Literal[tuple(KINDS)]  # type: ignore[valid-type]
@@ -95,6 +131,17 @@ class ProviderConfig(_Strict):
     refresh_token_env: Annotated[StrictStr, Field(pattern=ENV_NAME_PATTERN)] | None = None
     scope: StrictStr | None = None
 
+    def __repr_args__(self) -> Any:
+        """``repr()`` without secrets: header values are masked (they often carry keys), and URLs lose their
+        user info and query (``${VAR}`` references may have put a token there)."""
+        for name, value in super().__repr_args__():
+            if name == "headers" and value:
+                yield name, dict.fromkeys(value, "***")
+            elif name in ("base_url", "url", "token_url") and isinstance(value, str):
+                yield name, _without_credentials(value)
+            else:
+                yield name, value
+
     @property
     def display_name(self) -> str:
         return self.name or self.id
@@ -112,10 +159,7 @@ class ProviderConfig(_Strict):
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
+            compile_model_filter(value)  # ModelFilterError (a ValueError) names what the engine refuses
         return value
 
     @field_validator("headers")
@@ -139,6 +183,85 @@ class ProviderConfig(_Strict):
         return self
 
 
+Price = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
+PositiveTokens = Annotated[StrictInt, Field(gt=0)]
+Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
+# The overridable Model fields (docs/reference.md §10): every one but the ids, in Model order.
+OVERRIDABLE = CHANGE_FIELDS
+
+
+def _calendar_date(value: Any) -> Any:
+    """A TOML date (``2026-12-31``) or an ISO-8601 date string (``"2026-12-31"``); nothing looser."""
+    if isinstance(value, datetime):
+        raise ValueError("expected a date like 2026-12-31, not a date-time")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date like 2026-12-31, got {value!r}")
+
+
+class PricingOverride(_Strict):
+    """USD per million tokens. Input and output are required; a cache price left out keeps the provider's."""
+
+    input_per_mtok: Price
+    output_per_mtok: Price
+    cache_read_per_mtok: Price | None = None
+    cache_write_per_mtok: Price | None = None
+
+
+class ModalitiesOverride(_Strict):
+    input: tuple[Modality, ...]
+    output: tuple[Modality, ...]
+
+
+class ModelOverride(_Strict):
+    """One ``[[overrides]]`` entry: which models (``provider_id`` + exact id or glob) and the values that win."""
+
+    provider_id: Annotated[StrictStr, Field(pattern=PROVIDER_ID_PATTERN, max_length=128)]
+    model: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    display_name: Annotated[StrictStr, Field(min_length=1)] | None = None
+    context_length: PositiveTokens | None = None
+    max_output_tokens: PositiveTokens | None = None
+    capabilities: tuple[Capability, ...] | None = None
+    pricing: PricingOverride | None = None
+    status: Status | None = None
+    retires_at: date | None = None
+    modalities: ModalitiesOverride | None = None
+
+    @field_validator("retires_at", mode="before")
+    @classmethod
+    def _retires_at_is_a_date(cls, value: Any) -> Any:
+        return value if value is None else _calendar_date(value)
+
+    @model_validator(mode="after")
+    def _overrides_something(self) -> ModelOverride:
+        if not any(getattr(self, name) is not None for name in OVERRIDABLE):
+            raise ValueError(f"names no field to override; give at least one of: {', '.join(OVERRIDABLE)}")
+        return self
+
+    def override(self) -> Override:
+        """The pure core's ``Override``: the fields this entry sets, as record values (see ``domain.model_record``)."""
+        values: dict[str, Any] = {}
+        for name in OVERRIDABLE:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "capabilities":
+                value = sorted(set(value))
+            elif name == "pricing":
+                value = value.model_dump(exclude_none=True)
+            elif name == "modalities":
+                value = {side: [m for m in MODALITIES if m in getattr(value, side)] for side in ("input", "output")}
+            elif name == "retires_at":
+                value = value.isoformat()
+            values[name] = value
+        return Override(model=self.model, values=values)
+
+
 class CatalogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,6 +270,7 @@ class CatalogConfig(BaseModel):
         validation_alias=AliasChoices("model_catalog", "modelCatalog"),
     )
     providers: tuple[ProviderConfig, ...] = ()
+    overrides: tuple[ModelOverride, ...] = ()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> CatalogConfig:
@@ -157,8 +281,24 @@ class CatalogConfig(BaseModel):
             seen.add(provider.id)
         return self
 
+    @model_validator(mode="after")
+    def _overrides_name_known_providers(self) -> CatalogConfig:
+        known = [p.id for p in self.providers]
+        for index, entry in enumerate(self.overrides):
+            if entry.provider_id not in known:
+                listed = ", ".join(repr(p) for p in known) or "none"
+                raise _KeyedError(
+                    f"overrides[{index}].provider_id",
+                    f"unknown provider {entry.provider_id!r} (the config's providers: {listed})",
+                )
+        return self
+
     def provider(self, provider_id: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.id == provider_id), None)
+
+    def overrides_for(self, provider_id: str) -> tuple[Override, ...]:
+        """The overrides of one provider's models, in config order (a later one wins for the same field)."""
+        return tuple(entry.override() for entry in self.overrides if entry.provider_id == provider_id)
 
 
 class _KeyedError(ValueError):
@@ -198,6 +338,15 @@ def _describe_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
         else:
             parts.append(str(item))
     return ".".join(parts) or "(top level)"
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without user info and query string (for ``repr()``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "") if "@" in parts.netloc else parts.netloc
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}" if parts.scheme else url
 
 
 def _check_url(provider: ProviderConfig, allow_private: bool) -> None:
@@ -271,6 +420,9 @@ def load_config(path: Path, environ: Mapping[str, str], allow_private_urls: bool
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
+            elif error["type"] == "missing" and isinstance(error["loc"][-1], str):
+                # pydantic names a missing key by its camelCase alias; the documented spelling is snake_case
+                key = _describe_location((*error["loc"][:-1], to_snake(error["loc"][-1])), raw)
             elif error["type"] == "literal_error" and error["loc"][-1] == "kind":
                 message = f"unknown kind {error.get('input')!r}; expected one of: {', '.join(KINDS)}"
             elif isinstance(error.get("ctx", {}).get("error"), _KeyedError):

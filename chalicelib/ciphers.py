@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,31 +35,72 @@ class TokenCipher(Protocol):
     def decrypt(self, blob: bytes, context: str) -> bytes: ...
 
 
+# KMS answers that mean "try again shortly" (its request quota, or an internal hiccup).
+_KMS_RETRYABLE = frozenset({"ThrottlingException", "KMSInternalException", "DependencyTimeoutException"})
+
+
 class KmsCipher:
     """KMS Encrypt/Decrypt under ``key_id`` with the encryption context ``{"provider_id": <id>}`` (so a blob
-    cannot be replayed for another provider, and CloudTrail shows which provider's token was used)."""
+    cannot be replayed for another provider, and CloudTrail shows which provider's token was used).
+
+    Throttling and KMS's transient errors are retried with exponential backoff and jitter (``attempts`` calls in
+    all, on top of botocore's own retries): a rotated refresh token must not be lost because KMS was busy."""
 
     name = "kms"
 
-    def __init__(self, kms_client: Any, key_id: str):
+    def __init__(
+        self,
+        kms_client: Any,
+        key_id: str,
+        *,
+        attempts: int = 6,
+        base_delay_s: float = 0.1,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._kms = kms_client
         self._key_id = key_id
+        self._attempts = attempts
+        self._base_delay_s = base_delay_s
+        self._sleep = sleep
 
     def encrypt(self, plaintext: bytes, context: str) -> bytes:
-        response = self._kms.encrypt(
-            KeyId=self._key_id, Plaintext=plaintext, EncryptionContext={"provider_id": context}
+        response = self._retried(
+            "encrypt",
+            lambda: self._kms.encrypt(
+                KeyId=self._key_id, Plaintext=plaintext, EncryptionContext={"provider_id": context}
+            ),
         )
         return bytes(response["CiphertextBlob"])
 
     def decrypt(self, blob: bytes, context: str) -> bytes:
         try:
-            response = self._kms.decrypt(
-                CiphertextBlob=blob, KeyId=self._key_id, EncryptionContext={"provider_id": context}
+            response = self._retried(
+                "decrypt",
+                lambda: self._kms.decrypt(
+                    CiphertextBlob=blob, KeyId=self._key_id, EncryptionContext={"provider_id": context}
+                ),
             )
         except Exception as exc:  # botocore ClientError: InvalidCiphertextException, IncorrectKeyException…
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            raise TokenDecryptError(f"KMS could not decrypt the stored token ({code})") from None
+            raise TokenDecryptError(f"KMS could not decrypt the stored token ({_code(exc)})") from None
         return bytes(response["Plaintext"])
+
+    def _retried(self, operation: str, call: Callable[[], Any]) -> Any:
+        for attempt in range(self._attempts):
+            try:
+                return call()
+            except Exception as exc:
+                if _code(exc) not in _KMS_RETRYABLE or attempt == self._attempts - 1:
+                    raise
+                delay = min(self._base_delay_s * 2**attempt, 2.0)
+                _log.warning("KMS is throttling; retrying", extra={"operation": operation, "attempt": attempt + 1})
+                self._sleep(delay / 2 + random.random() * delay / 2)
+        raise AssertionError("unreachable")
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code or type(exc).__name__)
 
 
 class LocalCipher:

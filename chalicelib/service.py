@@ -6,21 +6,24 @@ domain errors (``chalicelib.errors``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import utc_iso_ms
-from chalicelib.core.domain import Provider, RefreshStatus, Scope, Trigger, api_model
+from chalicelib.core.domain import ModelRecord, Provider, RefreshStatus, Scope, Trigger
+from chalicelib.core.manifest import Manifest, ProviderEntry
+from chalicelib.core.query import ModelQuery, ProviderRecords, decode_cursor, select_models
 from chalicelib.core.schedule import check_due, next_due_ms
-from chalicelib.errors import BadRequest, ProviderNotFound, RefreshInProgress
+from chalicelib.core.state import RefreshState
+from chalicelib.core.version import catalog_version
+from chalicelib.errors import ExportTooLarge, InvalidParameter, RefreshInProgress
+from chalicelib.exports import EXPORTS, CatalogSnapshot
 from chalicelib.logs import get_logger
 from chalicelib.refresh import RefreshEngine
-from chalicelib.storage.catalog import CatalogStore
+from chalicelib.storage.catalog import CatalogStore, StaleRead, UnreadableChunks
 from chalicelib.storage.lock import Lease
 from chalicelib.storage.state import RefreshStateStore, decode_state
 
@@ -29,20 +32,23 @@ if TYPE_CHECKING:
 
 log = get_logger("service")
 
+# A Lambda response carries at most 6 MB, the body JSON-escaped inside it: an export stays below, with room for the
+# headers, or fails with a clear error instead of API Gateway's bare 502.
+EXPORT_BUDGET_BYTES = 5_800_000
 
-def _encode_cursor(provider_id: str, model_id: str) -> str:
-    raw = json.dumps([provider_id, model_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+# A model list's chunks can be collected under a reader after a newer commit (rare): it re-reads then.
+READ_ATTEMPTS = 3
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
-            return value[0], value[1]
-    except (ValueError, binascii.Error):
-        pass
-    raise BadRequest("query parameter 'cursor' is not a cursor this API returned")
+@dataclass(frozen=True)
+class CatalogView:
+    """What a read route answers, before it is built: ``version`` (``core.version.catalog_version``) and
+    ``revision`` come from the small items already read; ``body()`` builds the answer from that same snapshot."""
+
+    version: str
+    revision: int
+    body: Callable[[], dict[str, Any]]
 
 
 class CatalogService:
@@ -56,6 +62,7 @@ class CatalogService:
         engine: RefreshEngine,
         publish_pending: Callable[[str], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        webhook_tick: Callable[[str, int], Any] | None = None,
     ):
         self._config = config
         self.deployment_id = deployment_id
@@ -64,11 +71,20 @@ class CatalogService:
         self._engine = engine
         self._publish_pending = publish_pending
         self._clock = clock
+        self._webhook_tick = webhook_tick
 
     # -- reads ------------------------------------------------------------------------------
     def list_providers(self) -> dict[str, Any]:
+        return self.providers_view().body()
+
+    def providers_view(self) -> CatalogView:
+        """``GET /providers``: the config's providers with their model counts (manifest) and statuses (state)."""
         manifest = self._store.read_manifest()
         state = self._state.read()
+        version = catalog_version(manifest, self._config, state, code=self.deployment_id)
+        return CatalogView(version, manifest.revision, lambda: self._providers_body(manifest, state))
+
+    def _providers_body(self, manifest: Manifest, state: RefreshState) -> dict[str, Any]:
         providers = []
         for provider in self._config.providers:
             entry = manifest.providers.get(provider.id)
@@ -89,31 +105,63 @@ class CatalogService:
     def list_models(
         self, provider_id: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> dict[str, Any]:
-        if provider_id is not None:
-            known = self._config.provider(provider_id) is not None
-            if not known and provider_id not in self._store.read_manifest().providers:
-                raise ProviderNotFound(provider_id)
-        manifest, catalog = self._store.read_catalog(None if provider_id is None else [provider_id])
-        after = _decode_cursor(cursor) if cursor else None
-        models: list[dict[str, Any]] = []
-        next_cursor = None
-        for pid in sorted(catalog):
-            if after and pid < after[0]:
-                continue
-            for record in catalog[pid]:
-                if after and (pid, record["id"]) <= after:
-                    continue
-                if limit is not None and len(models) == limit:
-                    last = models[-1]
-                    next_cursor = _encode_cursor(last["provider_id"], last["id"])
-                    break
-                models.append(api_model(pid, record))
-            if next_cursor:
+        after = decode_cursor(cursor) if cursor else None
+        return self.models_view(ModelQuery(provider_id=provider_id, limit=limit, after=after)).body()
+
+    def models_view(self, query: ModelQuery) -> CatalogView:
+        """``GET /models`` for ``query``: its version from the manifest alone; the models are read only by
+        ``body()``, and only the providers the page reaches."""
+        manifest = self._store.read_manifest()
+        if query.provider_id is not None:
+            known = self._config.provider(query.provider_id) is not None
+            if not known and query.provider_id not in manifest.providers:
+                raise InvalidParameter("provider_id", f"no provider with id {query.provider_id[:100]!r} in the catalog")
+        version = catalog_version(manifest, self._config, code=self.deployment_id)
+        return CatalogView(version, manifest.revision, lambda: self._models_body(manifest, query))
+
+    def _models_body(self, manifest: Manifest, query: ModelQuery) -> dict[str, Any]:
+        for attempt in range(READ_ATTEMPTS):
+            unavailable: dict[str, str] = {}
+            try:
+                # On the last attempt a provider whose chunks are still missing is reported, not fatal.
+                records = self._provider_records(manifest, unavailable, missing_ok=attempt == READ_ATTEMPTS - 1)
+                page = select_models(records, query)
                 break
-        body: dict[str, Any] = {"revision": manifest.revision, "models": models}
-        if limit is not None:
-            body["next_cursor"] = next_cursor
+            except StaleRead:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                # The snapshot's chunks were collected after a newer commit: answer from the newest manifest (its
+                # revision says so; the ETag already sent names the older version, so the client just refetches).
+                time.sleep(0.05)
+                manifest = self._store.read_manifest()
+        body: dict[str, Any] = {"revision": manifest.revision, "models": page.models}
+        if query.limit is not None:
+            body["next_cursor"] = page.next_cursor
+        if unavailable:  # their models are missing from this answer; the next refresh writes them again
+            body["unavailable"] = [{"provider_id": p, "reason": r} for p, r in sorted(unavailable.items())]
         return body
+
+    def _provider_records(
+        self, manifest: Manifest, unavailable: dict[str, str], missing_ok: bool
+    ) -> Iterator[ProviderRecords]:
+        """Each provider's records, loaded when a page reaches it. A provider whose stored list cannot be read (or,
+        with ``missing_ok``, is missing) counts as empty and is named in ``unavailable``: one broken list never hides
+        the others (docs/reference.md §4.8)."""
+
+        def load(provider_id: str, entry: ProviderEntry) -> list[ModelRecord]:
+            try:
+                return self._store.read_provider_models(provider_id, entry)
+            except UnreadableChunks as exc:
+                unavailable[provider_id] = str(exc)
+            except StaleRead as exc:
+                if not missing_ok:
+                    raise
+                unavailable[provider_id] = str(exc)
+            return []
+
+        for provider_id in sorted(manifest.providers):
+            entry = manifest.providers[provider_id]
+            yield provider_id, lambda pid=provider_id, entry=entry: load(pid, entry)
 
     def refresh_status(self) -> dict[str, Any]:
         options = self._config.model_catalog
@@ -141,6 +189,36 @@ class CatalogService:
         manifest = self._store.read_manifest()
         return manifest.seq, manifest.epoch, manifest.revision
 
+    # -- exports (docs/reference.md §11) ---------------------------------------------------
+    def catalog_version(self) -> tuple[Manifest, str]:
+        """The manifest, and the version of every body derived from the catalog and the config
+        (``chalicelib.core.version``): what a strong ETag is made of, without reading a single model."""
+        manifest = self._store.read_manifest()
+        return manifest, catalog_version(manifest, self._config, code=self.deployment_id)
+
+    def export(self, name: str, manifest: Manifest | None = None) -> str:
+        """The export ``name`` (a key of ``chalicelib.exports.EXPORTS``) as compact JSON, read at ``manifest``
+        (the one its ETag was computed from) when its models are still there."""
+        manifest, models = self._models_at(manifest)
+        snapshot = CatalogSnapshot(revision=manifest.revision, models=models, configured=self._config.providers)
+        body = json.dumps(EXPORTS[name].render(snapshot), separators=(",", ":"), ensure_ascii=False)
+        if len(json.dumps(body)) > EXPORT_BUDGET_BYTES:
+            raise ExportTooLarge(
+                f"the {name} export of {sum(len(m) for m in models.values())} models is larger than one response "
+                "may be (6 MB); narrow the catalog with model_filter in the config"
+            )
+        return body
+
+    def _models_at(self, manifest: Manifest | None) -> tuple[Manifest, dict[str, list[ModelRecord]]]:
+        if manifest is not None:
+            try:
+                return manifest, {
+                    pid: self._store.read_provider_models(pid, entry) for pid, entry in manifest.providers.items()
+                }
+            except StaleRead:  # a newer commit collected that generation: serve the newer catalog
+                pass
+        return self._store.read_catalog()
+
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self, scope: Scope, provider_id: str | None = None, trigger: Trigger = "manual") -> dict[str, Any]:
         result = self._engine.run(scope, provider_id=provider_id, trigger=trigger)
@@ -148,7 +226,14 @@ class CatalogService:
         return result.model_dump(mode="json")
 
     def tick(self, trigger: Trigger = "scheduled") -> dict[str, Any]:
-        """The scheduled due-check: refresh everything when due, and repair missed pushes."""
+        """The scheduled due-check: refresh everything when due, and repair missed pushes; then the webhooks' due
+        retries (after the refresh, which a slow endpoint must never delay)."""
+        try:
+            return self._refresh_if_due(trigger)
+        finally:
+            self._deliver_webhooks()
+
+    def _refresh_if_due(self, trigger: Trigger) -> dict[str, Any]:
         options = self._config.model_catalog
         self._republish_pending()
         state, seen = self._state.read_with_lock()
@@ -187,3 +272,13 @@ class CatalogService:
             self._publish_pending(self._store.read_manifest().epoch)
         except Exception:
             log.exception("republishing pending events failed")
+
+    def _deliver_webhooks(self) -> None:
+        """Relay what no relay did and send the due webhook retries (docs/reference.md §9); never fails the tick."""
+        if self._webhook_tick is None:
+            return
+        try:
+            manifest = self._store.read_manifest()
+            self._webhook_tick(manifest.epoch, manifest.seq)
+        except Exception:
+            log.exception("delivering webhooks failed")

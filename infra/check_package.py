@@ -91,7 +91,12 @@ def check_template(template: dict[str, Any], stage: str) -> list[str]:
         role_properties = resources.get(role_id, {}).get("Properties", {}) if role_id else {}
         inline = [policy.get("PolicyName") for policy in role_properties.get("Policies") or []]
         managed = role_properties.get("ManagedPolicyArns")
-        if inline != [render_template.LOGS_POLICY_NAME] or managed != [{"Ref": render_template.ACCESS_POLICY}]:
+        expected_inline = [render_template.LOGS_POLICY_NAME]
+        if logical_id in render_template.KICKING_FUNCTIONS:
+            expected_inline.append(render_template.KICK_POLICY_NAME)
+            if variables.get(render_template.WEBHOOK_FUNCTION_ENV) != {"Ref": "WebhookDispatch"}:
+                problems.append(f"{logical_id}: {render_template.WEBHOOK_FUNCTION_ENV} must name WebhookDispatch")
+        if inline != expected_inline or managed != [{"Ref": render_template.ACCESS_POLICY}]:
             problems.append(
                 f"{logical_id}: role {role_id} has policies {inline} and managed {managed}; expected the "
                 f"{render_template.ACCESS_POLICY} managed policy and the {render_template.LOGS_POLICY_NAME!r} one"
@@ -151,9 +156,10 @@ def check_bundle(bundle: Path, template: dict[str, Any], stage: str) -> list[str
                         or ["x86_64"])[0]
         machine = {"x86_64": "x86_64", "arm64": "aarch64"}[architecture]
         abi = "cpython-3" + runtime.removeprefix("python3.") + f"-{machine}-linux-gnu"
-        native = [name for name in names if name.startswith("pydantic_core/_pydantic_core.") and name.endswith(".so")]
-        if native != [f"pydantic_core/_pydantic_core.{abi}.so"]:
-            problems.append(f"{bundle}: pydantic-core native module {native}, expected the {abi} build (manylinux)")
+        for package, module in (("pydantic-core", "pydantic_core/_pydantic_core"), ("google-re2", "re2/_re2")):
+            native = [name for name in names if name.startswith(f"{module}.") and name.endswith(".so")]
+            if native != [f"{module}.{abi}.so"]:
+                problems.append(f"{bundle}: {package} native module {native}, expected the {abi} build (manylinux)")
 
         settings = render_template.chalice_stage(stage)
         environment = settings["environment_variables"]

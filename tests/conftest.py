@@ -4,6 +4,7 @@ with ``bootstrap`` on moto."""
 from __future__ import annotations
 
 import logging
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -109,3 +110,11 @@ def wired(settings: Settings, dynamodb_client: object, **kwargs: object) -> Cont
     """The service as ``bootstrap`` wires it, on the given (moto) DynamoDB client; other AWS clients are created on
     first use (inside ``mock_aws`` they are moto's too)."""
     return bootstrap(settings, aws=AwsClients(settings, overrides={"dynamodb": dynamodb_client}), **kwargs)
+
+
+def unless_installed(tool: Path, what: str) -> pytest.MarkDecorator:
+    """Skip a test whose real client (``tool``) is missing on a developer's machine; under ``make test``
+    (``MODEL_CATALOG_REQUIRE_CLIENTS=1``, as CI runs it) the test runs anyway and fails, so a broken install can
+    never turn into a silently green run."""
+    required = os.environ.get("MODEL_CATALOG_REQUIRE_CLIENTS") == "1"
+    return pytest.mark.skipif(not tool.exists() and not required, reason=f"{what} is not installed at {tool}")

@@ -57,6 +57,10 @@ def _batch(kind: str) -> Callable[[dict[str, Any]], bool]:
     return lambda body: any(kind in request for requests in body["RequestItems"].values() for request in requests)
 
 
+def _transaction(kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda body: any(kind in action for action in body["TransactItems"])
+
+
 SITES: dict[str, Site] = {
     site.name: site
     for site in (
@@ -67,9 +71,13 @@ SITES: dict[str, Site] = {
         Site("models.query", "Query", lambda b: _table(b).endswith("-catalog") and "ProjectionExpression" not in b,
              "before-commit"),
         Site("chunks.write", "BatchWriteItem", _batch("PutRequest"), "before-commit"),
-        Site("commit", "TransactWriteItems", lambda b: True, "commit"),
+        # Where the journal of the epoch ends (a disagreement with the manifest starts a new epoch).
+        Site("journal.latest", "Query", lambda b: _table(b).endswith("-events") and b.get("Limit") == 1,
+             "before-commit"),
+        Site("commit", "TransactWriteItems", _transaction("Put"), "commit"),
         Site("gc.query", "Query", lambda b: _table(b).endswith("-catalog") and "ProjectionExpression" in b, "after-commit"),
-        Site("gc.delete", "BatchWriteItem", _batch("DeleteRequest"), "after-commit"),
+        # Garbage collection deletes in transactions fenced by the lock (a ConditionCheck and the Deletes).
+        Site("gc.delete", "TransactWriteItems", _transaction("Delete"), "after-commit"),
         Site("lock.release", "UpdateItem", lambda b: "REMOVE #owner" in _update(b), "release"),
         Site("journal.claim", "UpdateItem", lambda b: "#claimed = :until" in _update(b), "after-commit"),
         Site("connections.scan", "Scan", lambda b: _table(b).endswith("-connections"), "after-commit"),

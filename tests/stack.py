@@ -420,6 +420,9 @@ class LocalStack:
     def post(self, path: str, token: str | bool | None = True, **kwargs: Any) -> requests.Response:
         return self._request("POST", path, token, **kwargs)
 
+    def delete(self, path: str, token: str | bool | None = True, **kwargs: Any) -> requests.Response:
+        return self._request("DELETE", path, token, **kwargs)
+
     def _request(self, method: str, path: str, token: str | bool | None, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}) or {})
         if token is True:

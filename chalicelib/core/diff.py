@@ -1,4 +1,4 @@
-"""Pure catalog logic: per-provider diffs and the shrink guard. No I/O.
+"""Pure catalog logic: per-provider diffs, the field-level changes of updated models, and the shrink guard. No I/O.
 
 Models are handled here as plain dicts (``Model.model_dump()`` shape without ``provider_id``), keyed by
 model id: equality of two dicts means "no metadata change".
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from chalicelib.core.domain import ModelRecord
+from chalicelib.core.domain import CHANGE_FIELDS, FieldChange, ModelRecord
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class ModelDiff:
     added: tuple[ModelRecord, ...] = ()
     removed: tuple[str, ...] = ()
     updated: tuple[ModelRecord, ...] = ()
+    changes: tuple[FieldChange, ...] = ()  # of the updated models: by model id, then in CHANGE_FIELDS order
 
     @property
     def is_empty(self) -> bool:
@@ -39,8 +40,30 @@ def diff_models(old: Sequence[ModelRecord], new: Sequence[ModelRecord]) -> Model
     before, after = index_by_id(old), index_by_id(new)
     added = tuple(after[i] for i in sorted(after.keys() - before.keys()))
     removed = tuple(sorted(before.keys() - after.keys()))
-    updated = tuple(after[i] for i in sorted(before.keys() & after.keys()) if before[i] != after[i])
-    return ModelDiff(added=added, removed=removed, updated=updated)
+    updated_ids = [i for i in sorted(before.keys() & after.keys()) if before[i] != after[i]]
+    changes = tuple(change for i in updated_ids for change in field_changes(before[i], after[i]))
+    return ModelDiff(added=added, removed=removed, updated=tuple(after[i] for i in updated_ids), changes=changes)
+
+
+def field_changes(before: ModelRecord, after: ModelRecord) -> list[FieldChange]:
+    """One ``FieldChange`` per field whose value differs (compared whole: a pricing or modalities table is one
+    field). A field a record lacks counts as ``None``."""
+    model_id = str(after["id"])
+    return [
+        FieldChange(model_id=model_id, field=name, before=before.get(name), after=after.get(name))
+        for name in CHANGE_FIELDS
+        if before.get(name) != after.get(name)
+    ]
+
+
+def apply_changes(record: ModelRecord, changes: Iterable[FieldChange]) -> ModelRecord:
+    """``record`` with the changes meant for it applied: ``apply_changes(old, field_changes(old, new)) == new``
+    for records with every field (what a client holding the old model does with an event)."""
+    applied = dict(record)
+    for change in changes:
+        if change.model_id == record["id"]:
+            applied[change.field] = change.after
+    return applied
 
 
 def apply_diff(old: Sequence[ModelRecord], diff: ModelDiff) -> list[ModelRecord]:

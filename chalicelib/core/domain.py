@@ -1,7 +1,8 @@
 """The domain types of the REST API (docs/reference.md#2-rest-api) as pydantic models, and the model *record*.
 
 A record is a ``Model`` without ``provider_id``, as a plain JSON-ready dict with every field present: the shape the
-store keeps, the diff compares and the API returns (with ``provider_id`` added back). Pure: no I/O here.
+store keeps, the diff compares and the API returns (with ``provider_id`` added back). Records stored before a field
+existed are read through ``current_record``, which gives them that field's default. Pure: no I/O here.
 """
 
 from __future__ import annotations
@@ -9,18 +10,46 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from datetime import date
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # The one capability vocabulary every adapter maps into (sorted in each Model).
 CAPABILITIES = ("audio", "embedding", "files", "image_output", "reasoning", "tools", "video", "vision")
+# The one modality vocabulary (models.dev's), in its order: each Modalities list keeps this order.
+Modality = Literal["text", "audio", "image", "video", "pdf"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+Status = Literal["active", "deprecated"]
+# The fields a field-level change can name (and an override can set): every Model field but provider_id and id.
+ChangeField = Literal[
+    "display_name",
+    "context_length",
+    "max_output_tokens",
+    "capabilities",
+    "pricing",
+    "status",
+    "retires_at",
+    "modalities",
+]
 
 
 class Pricing(BaseModel):
+    """USD per million tokens. The cache prices are ``None`` where the provider publishes none."""
+
     model_config = ConfigDict(frozen=True)
     input_per_mtok: float
     output_per_mtok: float
+    cache_read_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+
+class Modalities(BaseModel):
+    """What a model takes in and gives out, from ``MODALITIES`` (docs/reference.md §10)."""
+
+    model_config = ConfigDict(frozen=True)
+    input: tuple[Modality, ...] = ()
+    output: tuple[Modality, ...] = ()
 
 
 class Model(BaseModel):
@@ -34,6 +63,9 @@ class Model(BaseModel):
     max_output_tokens: int | None = None
     capabilities: tuple[str, ...] = ()
     pricing: Pricing | None = None
+    status: Status = "active"
+    retires_at: date | None = None  # the day the provider stops serving it, where announced
+    modalities: Modalities | None = None
 
 
 class Provider(BaseModel):
@@ -46,12 +78,24 @@ class Provider(BaseModel):
     last_error: str | None = None
 
 
+class FieldChange(BaseModel):
+    """One changed field of an updated model: ``field`` is a ``Model`` field name; ``before``/``after`` are its
+    values as the API shows them (``pricing``, ``capabilities`` and ``modalities`` whole)."""
+
+    model_config = ConfigDict(frozen=True)
+    model_id: str
+    field: ChangeField
+    before: Any
+    after: Any
+
+
 class ProviderChange(BaseModel):
     provider_id: str
     provider_name: str
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     updated: list[str] = Field(default_factory=list)
+    changes: list[FieldChange] = Field(default_factory=list)  # one per changed field of every updated model
 
 
 class ProviderFailure(BaseModel):
@@ -89,7 +133,13 @@ Trigger = Literal["manual", "scheduled", "cli"]
 
 
 ModelRecord = dict[str, Any]
-MODEL_FIELDS = ("id", "display_name", "context_length", "max_output_tokens", "capabilities", "pricing")
+CHANGE_FIELDS: tuple[str, ...] = get_args(ChangeField)
+MODEL_FIELDS = ("id", *CHANGE_FIELDS)  # a record's keys, in Model order
+PRICING_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
+# What a record written before a field existed means by its absence (docs/reference.md §10).
+RECORD_DEFAULTS: Mapping[str, Any] = {"status": "active", "retires_at": None, "modalities": None}
+_RECORD_KEYS = frozenset(MODEL_FIELDS)
+_PRICING_KEYS = frozenset(PRICING_FIELDS)
 
 
 def model_record(model: Model) -> ModelRecord:
@@ -100,9 +150,22 @@ def model_record(model: Model) -> ModelRecord:
     return record
 
 
+def current_record(record: Mapping[str, Any]) -> ModelRecord:
+    """``record`` in today's shape: a field it lacks (it was stored before the field existed) takes its default
+    (``RECORD_DEFAULTS``; prices ``None``), so an old catalog reads and diffs like a new one."""
+    pricing = record.get("pricing")
+    if record.keys() >= _RECORD_KEYS and (pricing is None or pricing.keys() >= _PRICING_KEYS):
+        return record  # type: ignore[return-value]  # a stored record is a dict
+    current = {name: record.get(name, RECORD_DEFAULTS.get(name)) for name in MODEL_FIELDS}
+    if pricing is not None:
+        current["pricing"] = {name: pricing.get(name) for name in PRICING_FIELDS}
+    return current
+
+
 def api_model(provider_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored record as the REST API's ``Model``."""
-    return {"provider_id": provider_id, **{name: record.get(name) for name in MODEL_FIELDS}}
+    """A stored record as the REST API's ``Model`` (every field present, also for records stored before it)."""
+    current = current_record(record)
+    return {"provider_id": provider_id, **{name: current[name] for name in MODEL_FIELDS}}
 
 
 def canonical_json(value: Any) -> str:
@@ -111,5 +174,13 @@ def canonical_json(value: Any) -> str:
 
 
 def models_fingerprint(records: Sequence[ModelRecord]) -> str:
-    """The identity of a provider's model list: equal lists, equal fingerprints."""
-    return hashlib.sha256(canonical_json(records).encode("utf-8")).hexdigest()
+    """The identity of a provider's model list: equal lists, equal fingerprints. The SHA-256 of the list's canonical
+    JSON, hashed record by record (the JSON of a list is its items' JSON joined by commas), so the whole list's text
+    is never held at once."""
+    digest = hashlib.sha256(b"[")
+    for index, record in enumerate(records):
+        if index:
+            digest.update(b",")
+        digest.update(canonical_json(record).encode("utf-8"))
+    digest.update(b"]")
+    return digest.hexdigest()

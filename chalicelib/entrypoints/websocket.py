@@ -60,7 +60,12 @@ class WebsocketHandlers:
         params = raw.get("queryStringParameters") or {}
         identity = (raw.get("requestContext") or {}).get("identity") or {}
         source_ip = identity.get("sourceIp")
-        if not self._token_check(params.get("token")):
+        try:
+            known = self._token_check(params.get("token"))
+        except Exception:  # the token store cannot be read: a server fault, not a bad token
+            log.exception("websocket connect refused: cannot verify the token", extra={"source_ip": source_ip})
+            return SERVER_ERROR
+        if not known:
             log.warning("websocket connect refused: missing or invalid token", extra={"source_ip": source_ip})
             return UNAUTHORIZED
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ from chalicelib.logs import get_logger
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Answers above this are read and processed one at a time per run (``HttpClient.large_answers``): concurrent
+# fetches then hold at most one large answer in memory, plus small ones (docs/benchmarks.md, "Memory").
+LARGE_ANSWER_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Header names that carry credentials; dropped when a redirect leaves the origin.
@@ -91,6 +95,10 @@ class HttpClient:
         self.clock = clock
         self.wall_clock = wall_clock
         self.rng = rng
+        # One large answer at a time: taken by a fetch whose answer grows past LARGE_ANSWER_BYTES, held until the
+        # fetch is done with it (``ProviderHttp.finish``). A fetch holds it at most once, so no fetch waits for
+        # another while holding it: no deadlock; a wait is bounded by the fetch's deadline.
+        self.large_answers = threading.BoundedSemaphore(1)
 
     def for_provider(
         self,
@@ -127,14 +135,21 @@ class ProviderHttp:
     deadline: float
     timeout_s: float
     redactor: Redactor
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
     auth: AuthKind = "none"
     credential_env: str | None = None
     requests_made: int = 0
     started: float = field(default=0.0)
+    holds_large_answer: bool = False
 
     def __post_init__(self) -> None:
         self.started = self.client.clock()
+
+    def finish(self) -> None:
+        """The fetch is done with its answers (its models are records now): let the next large answer in."""
+        if self.holds_large_answer:
+            self.holds_large_answer = False
+            self.client.large_answers.release()
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -336,23 +351,24 @@ class ProviderHttp:
 
     def _read_body(
         self, response: requests.Response, limit: int, watch: _Watch, *, allow_truncate: bool
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[bytearray, bool]:
+        """The body in one buffer (never a list of chunks joined into a second copy), at most ``limit`` bytes."""
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit and not allow_truncate:
             raise ProviderError(
                 f"the response is larger than the {_size(limit)} limit ({_size(int(declared))} declared)"
             )
-        chunks: list[bytes] = []
-        total = 0
+        body = bytearray()
         try:
             for chunk in response.iter_content(chunk_size=64 * 1024):
-                total += len(chunk)
-                if total > limit:
+                if len(body) + len(chunk) > limit:
                     if allow_truncate:
-                        chunks.append(chunk[: len(chunk) - (total - limit)])
-                        return b"".join(chunks), True
+                        body += chunk[: limit - len(body)]
+                        return body, True
                     raise ProviderError(f"the response is larger than the {_size(limit)} limit")
-                chunks.append(chunk)
+                if len(body) + len(chunk) > LARGE_ANSWER_BYTES and not allow_truncate:
+                    self._take_large_answer_slot(watch)
+                body += chunk
                 if watch.fired:
                     break
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -364,7 +380,19 @@ class ProviderHttp:
             raise
         if watch.fired:
             raise ProviderError(self._deadline_reason())
-        return b"".join(chunks), False
+        return body, False
+
+    def _take_large_answer_slot(self, watch: _Watch) -> None:
+        if self.holds_large_answer:
+            return
+        remaining = self.deadline - self.client.clock()
+        if remaining <= 0 or not self.client.large_answers.acquire(timeout=remaining):
+            raise ProviderError(
+                f"timed out after {self.client.clock() - self.started:.1f} s waiting to read its answer: answers "
+                f"over {_size(LARGE_ANSWER_BYTES)} are read one at a time to bound memory, and another provider's "
+                "large answer was being processed"
+            )
+        self.holds_large_answer = True
 
     def _classify(self, status: int, headers: Mapping[str, str], data: Any, body: bytes, method: str) -> _Failure:
         message = provider_message(data)

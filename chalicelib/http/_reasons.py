@@ -125,21 +125,34 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
 def _try_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
-def _parse_json(body: bytes, content_type: str, expect: str) -> Any:
-    if not body.strip():
+def _parse_json(body: bytearray, content_type: str, expect: str) -> Any:
+    """The JSON value of a response body, or a ``_Failure`` saying what the body is instead.
+
+    The buffer is *consumed*: it is decoded to text and emptied before the text is parsed, so a large answer is
+    never held three times (bytes, text and the parsed value) at once."""
+    if not body or body.isspace():
         return _Failure(f"expected {expect}, got an empty response")
+    head = bytes(body[:512])
     try:
-        return json.loads(body)
+        text = body.decode(json.detect_encoding(body), "surrogatepass")  # what json.loads does with bytes
     except UnicodeDecodeError:
         return _Failure(f"expected {expect}, got a response that is not UTF-8 text")
+    finally:
+        body.clear()
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        if _looks_like_html(body, content_type):
+        if _looks_like_html(head, content_type):
             return _Failure(f"expected {expect}, got HTML")
         return _Failure(f"expected {expect}, got invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    except RecursionError:
+        return _Failure(f"expected {expect}, got JSON nested too deeply to read")
+    except ValueError as exc:  # e.g. a number longer than Python's int-to-str digit limit
+        return _Failure(f"expected {expect}, got JSON that cannot be read ({str(exc)[:100]})")
 
 
 def _causes(exc: BaseException) -> Iterable[BaseException]:

@@ -6,7 +6,10 @@
 3. Otherwise claim a lease (conditional write), spend the refresh token (RFC 6749 §6), and write the new
    access token and the rotated refresh token in one conditional write *before* either is used. A racer
    that loses the claim waits for the lease holder and then uses the tokens it stored: a refresh token is
-   never spent twice.
+   never spent twice. The old refresh token is spent once the grant answers, so that write is retried
+   (``ROTATION_WRITE_ATTEMPTS``, past the fetch's deadline if need be; a lost response is recognized by reading
+   back); if it still fails, the store keeps the rotated tokens in memory and the next session in this process
+   writes them first: a failed write never strands the user.
 4. ``invalid_grant`` → the record is marked "sign in again" and the provider fails with that reason until a
    new refresh token is put in the env var.
 
@@ -19,7 +22,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from chalicelib.errors import ProviderError
 from chalicelib.logs import get_logger
@@ -31,15 +34,18 @@ REUSE_MARGIN_S = 60.0
 DEFAULT_ACCESS_LIFETIME_S = 600.0  # when the token endpoint omits expires_in
 LEASE_MARGIN_S = 15.0
 POLL_INTERVAL_S = 0.1
+# Writing a rotated refresh token: tries, and the backoff between them (about 9 s in all).
+ROTATION_WRITE_ATTEMPTS = 8
+ROTATION_WRITE_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0)
 
 
 @dataclass(frozen=True)
 class TokenGrant:
-    """A token endpoint's successful answer."""
+    """A token endpoint's successful answer (the tokens never appear in ``repr()``)."""
 
-    access_token: str
+    access_token: str = field(repr=False)
     expires_in: float | None = None
-    refresh_token: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
 
 
 class GrantRejected(Exception):
@@ -88,6 +94,7 @@ class OAuthSession:
         """A valid access token. ``rejected``: the provider refused this one, so it is not reused."""
         seed = self._read_seed()
         self._on_secret(seed or "")
+        self._write_unsaved()
         while True:
             if self._time_left() <= 0:
                 raise ProviderError("timed out waiting for another refresh to renew the OAuth token")
@@ -169,7 +176,7 @@ class OAuthSession:
         )
         # Durable before use: the rotated refresh token replaces the spent one in this conditional write,
         # and the access token is only returned once it succeeded.
-        if not self._put(done, claim.version):
+        if not self._store_rotation(done, claim.version):
             _log.error(
                 "an OAuth token was renewed but another writer took the lease; the new tokens are lost",
                 extra={"provider_id": self._pid},
@@ -188,6 +195,56 @@ class OAuthSession:
             },
         )
         return granted.access_token
+
+    def _store_rotation(self, done: TokenRecord, expected: int) -> bool:
+        """Write the rotated tokens (the old refresh token is spent): retried on failure; True once stored, False
+        when another writer holds the record. Past the last try they stay in this process (``remember_unsaved``)."""
+        for attempt in range(ROTATION_WRITE_ATTEMPTS):
+            try:
+                if self._store.put(done, expected):
+                    return True
+                # Refused: our own earlier try may have been written (its answer lost), or someone else wrote.
+                current = self._store.load(self._pid)
+                return _same_tokens(current, done)
+            except TokenStoreError as exc:
+                if attempt == ROTATION_WRITE_ATTEMPTS - 1:
+                    remember = getattr(self._store, "remember_unsaved", None)
+                    if remember is not None:
+                        remember(done, expected)
+                    _log.error(
+                        "the rotated OAuth token could not be stored; it is kept in memory and written first by "
+                        "the next refresh here",
+                        extra={"provider_id": self._pid, "error": str(exc)},
+                    )
+                    raise ProviderError(f"{exc}; the renewed token is kept and stored at the next refresh") from None
+                _log.warning(
+                    "storing the rotated OAuth token failed; retrying",
+                    extra={"provider_id": self._pid, "attempt": attempt + 1, "error": str(exc)},
+                )
+                self._sleep(ROTATION_WRITE_DELAYS_S[min(attempt, len(ROTATION_WRITE_DELAYS_S) - 1)])
+        raise AssertionError("unreachable")
+
+    def _write_unsaved(self) -> None:
+        """Write rotated tokens an earlier session in this process could not store, before anything else."""
+        unsaved = getattr(self._store, "unsaved", None)
+        pending = unsaved(self._pid) if unsaved is not None else None
+        if pending is None:
+            return
+        record, expected = pending
+        current = self._load()
+        if current is None:  # the record was deleted (a sign-out): nothing to restore
+            self._store.forget_unsaved(self._pid)  # type: ignore[attr-defined]
+            return
+        if current.version != expected:
+            # Someone wrote since. Only a "sign in again" caused by the spent token (the same sign-in) is replaced.
+            same_sign_in = current.seed_fingerprint == record.seed_fingerprint
+            if not (current.sign_in_required and same_sign_in) or _same_tokens(current, record):
+                self._store.forget_unsaved(self._pid)  # type: ignore[attr-defined]
+                return
+            expected, record = current.version, replace(record, version=current.version + 1)
+        if self._put(replace(record, updated_at=self._now()), expected):
+            self._store.forget_unsaved(self._pid)  # type: ignore[attr-defined]
+            _log.info("a rotated OAuth token kept in memory is stored now", extra={"provider_id": self._pid})
 
     @staticmethod
     def _reusable(record: TokenRecord, now: float) -> bool:
@@ -238,6 +295,14 @@ class OAuthSession:
 
     def _sign_in_reason(self, code: str) -> str:
         return f"sign in again: the refresh token was rejected ({code}); put a new refresh token in {self._env}"
+
+
+def _same_tokens(current: TokenRecord | None, written: TokenRecord) -> bool:
+    return (
+        current is not None
+        and current.refresh_token == written.refresh_token
+        and current.access_token == written.access_token
+    )
 
 
 def _grant_reason(exc: GrantRejected) -> str:

@@ -4,16 +4,22 @@ One item per provider in the catalog table, ``pk = "OAUTH#<provider id>"``, ``sk
 access tokens are encrypted (``KmsCipher`` deployed, ``LocalCipher`` locally; ``chalicelib.ciphers``) with the
 provider id as encryption context; expiry, lease and a ``version`` are plain attributes. Every write is
 conditional on the version read, so concurrent writers cannot overwrite each other.
+
+A rotated refresh token that could not be written (storage or KMS down past every retry) is kept in this process
+(``remember_unsaved``) and written before anything else by the next session here (``unsaved``): the old refresh
+token is already spent, so this copy is the only way back without a new sign-in.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from chalicelib.ciphers import TokenCipher, TokenDecryptError
+from chalicelib.clock import utc_iso
+from chalicelib.storage.dynamo import error_code, from_item, to_item, values
 
 PK_PREFIX = "OAUTH#"
 SORT_KEY = "TOKEN"
@@ -25,12 +31,13 @@ class TokenStoreError(Exception):
 
 @dataclass(frozen=True)
 class TokenRecord:
-    """The stored state of one provider's tokens. ``version`` increases by one with every write."""
+    """The stored state of one provider's tokens. ``version`` increases by one with every write. The tokens never
+    appear in ``repr()``."""
 
     provider_id: str
     version: int
-    refresh_token: str | None = None
-    access_token: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
     access_issued_at: float | None = None  # wall clock, seconds
     access_expires_at: float | None = None
     seed_fingerprint: str | None = None  # sha256 of the env refresh token the store was seeded from
@@ -62,10 +69,11 @@ class OAuthTokenStore:
         self._cache_lock = threading.Lock()
         self._plain: dict[tuple[str, bytes], str] = {}
         self._sealed: dict[tuple[str, str], bytes] = {}
+        self._unsaved: dict[str, tuple[TokenRecord, int]] = {}
 
     @staticmethod
     def key(provider_id: str) -> dict[str, Any]:
-        return {"pk": {"S": PK_PREFIX + provider_id}, "sk": {"S": SORT_KEY}}
+        return to_item({"pk": PK_PREFIX + provider_id, "sk": SORT_KEY})
 
     def load(self, provider_id: str) -> TokenRecord | None:
         try:
@@ -74,62 +82,67 @@ class OAuthTokenStore:
             raise TokenStoreError(f"could not read the stored OAuth token ({_error_code(exc)})") from None
         if not item:
             return None
+        fields = from_item(item)
         refresh_token = access_token = decrypt_error = None
         try:
-            if item.get("cipher", {}).get("S", self._cipher.name) != self._cipher.name:
+            if fields.get("cipher", self._cipher.name) != self._cipher.name:
                 raise TokenDecryptError(
-                    f"the stored token was encrypted with the {item['cipher']['S']} cipher, "
+                    f"the stored token was encrypted with the {fields['cipher']} cipher, "
                     f"this service uses {self._cipher.name}"
                 )
-            refresh_token = self._open(provider_id, item.get("refresh_token_ct"))
-            access_token = self._open(provider_id, item.get("access_token_ct"))
+            refresh_token = self._open(provider_id, fields.get("refresh_token_ct"))
+            access_token = self._open(provider_id, fields.get("access_token_ct"))
         except TokenDecryptError as exc:
             # Still return the plain attributes: a new refresh token in the env var can replace the record.
             decrypt_error = str(exc)
         return TokenRecord(
             provider_id=provider_id,
-            version=int(item["version"]["N"]),
+            version=int(fields["version"]),
             refresh_token=refresh_token,
             access_token=access_token,
             decrypt_error=decrypt_error,
-            access_issued_at=_num(item.get("access_issued_at")),
-            access_expires_at=_num(item.get("access_expires_at")),
-            seed_fingerprint=item.get("seed_fingerprint", {}).get("S"),
-            lease_owner=item.get("lease_owner", {}).get("S"),
-            lease_expires_at=_num(item.get("lease_expires_at")),
-            sign_in_required=bool(item.get("sign_in_required", {}).get("BOOL", False)),
-            last_error=item.get("last_error", {}).get("S"),
-            updated_at=_num(item.get("updated_epoch")) or 0.0,
+            access_issued_at=_float(fields.get("access_issued_at")),
+            access_expires_at=_float(fields.get("access_expires_at")),
+            seed_fingerprint=fields.get("seed_fingerprint"),
+            lease_owner=fields.get("lease_owner"),
+            lease_expires_at=_float(fields.get("lease_expires_at")),
+            sign_in_required=bool(fields.get("sign_in_required", False)),
+            last_error=fields.get("last_error"),
+            updated_at=_float(fields.get("updated_epoch")) or 0.0,
         )
 
     def put(self, record: TokenRecord, expected_version: int | None) -> bool:
         pid = record.provider_id
-        item: dict[str, Any] = {
-            **self.key(pid),
-            "version": {"N": str(record.version)},
-            "cipher": {"S": self._cipher.name},
-            "sign_in_required": {"BOOL": record.sign_in_required},
-            "updated_epoch": {"N": repr(float(record.updated_at))},
-            "updated_at": {"S": datetime.fromtimestamp(record.updated_at, UTC).isoformat().replace("+00:00", "Z")},
-        }
-        for name, token in (("refresh_token_ct", record.refresh_token), ("access_token_ct", record.access_token)):
-            if token:
-                item[name] = {"B": self._seal(pid, token)}
-        for name in ("access_issued_at", "access_expires_at", "lease_expires_at"):
-            value = getattr(record, name)
-            if value is not None:
-                item[name] = {"N": repr(float(value))}
-        for name in ("seed_fingerprint", "lease_owner", "last_error"):
-            value = getattr(record, name)
-            if value:
-                item[name] = {"S": value}
+        tokens = {"refresh_token_ct": record.refresh_token, "access_token_ct": record.access_token}
+        try:
+            sealed = {name: self._seal(pid, token) if token else None for name, token in tokens.items()}
+        except Exception as exc:  # the cipher failed (KMS unavailable past its retries…)
+            raise TokenStoreError(f"could not encrypt the OAuth token ({_error_code(exc)})") from None
+        item = to_item(
+            {
+                "pk": PK_PREFIX + pid,
+                "sk": SORT_KEY,
+                "version": record.version,
+                "cipher": self._cipher.name,
+                "sign_in_required": record.sign_in_required,
+                "updated_epoch": _number(record.updated_at),
+                "updated_at": utc_iso(record.updated_at),
+                **sealed,
+                "access_issued_at": _number(record.access_issued_at),
+                "access_expires_at": _number(record.access_expires_at),
+                "lease_expires_at": _number(record.lease_expires_at),
+                "seed_fingerprint": record.seed_fingerprint or None,
+                "lease_owner": record.lease_owner or None,
+                "last_error": record.last_error or None,
+            }
+        )
         if expected_version is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
             condition = {
                 "ConditionExpression": "#v = :expected",
                 "ExpressionAttributeNames": {"#v": "version"},
-                "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
+                "ExpressionAttributeValues": values(expected=expected_version),
             }
         try:
             self._db.put_item(TableName=self._table, Item=item, **condition)
@@ -138,6 +151,21 @@ class OAuthTokenStore:
                 return False
             raise TokenStoreError(f"could not store the OAuth token ({_error_code(exc)})") from None
         return True
+
+    def remember_unsaved(self, record: TokenRecord, expected_version: int) -> None:
+        """Keep a rotated record that could not be written, to be written by the next session in this process."""
+        with self._cache_lock:
+            self._unsaved[record.provider_id] = (record, expected_version)
+
+    def unsaved(self, provider_id: str) -> tuple[TokenRecord, int] | None:
+        """A rotated record this process could not write yet, with the version it replaces (``forget_unsaved``
+        once written)."""
+        with self._cache_lock:
+            return self._unsaved.get(provider_id)
+
+    def forget_unsaved(self, provider_id: str) -> None:
+        with self._cache_lock:
+            self._unsaved.pop(provider_id, None)
 
     def delete(self, provider_id: str) -> None:
         """Forget a provider's tokens (sign-out; tests)."""
@@ -152,11 +180,10 @@ class OAuthTokenStore:
         self._remember(provider_id, token, blob)
         return blob
 
-    def _open(self, provider_id: str, attribute: dict[str, Any] | None) -> str | None:
-        if not attribute:
+    def _open(self, provider_id: str, blob: bytes | None) -> str | None:
+        if not blob:
             return None
-        blob = attribute["B"]
-        blob = bytes(blob.value if hasattr(blob, "value") else blob)
+        blob = bytes(blob)
         with self._cache_lock:
             cached = self._plain.get((provider_id, blob))
         if cached is not None:
@@ -174,12 +201,14 @@ class OAuthTokenStore:
             self._sealed[(provider_id, token)] = blob
 
 
-def _num(attribute: dict[str, Any] | None) -> float | None:
-    return float(attribute["N"]) if attribute and "N" in attribute else None
+def _number(value: float | None) -> Decimal | None:
+    """A float as DynamoDB stores it (the serializer takes ``Decimal``, not ``float``)."""
+    return None if value is None else Decimal(repr(float(value)))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
-    return type(exc).__name__
+    return error_code(exc) or type(exc).__name__

@@ -4,22 +4,28 @@ An adapter is a module with ``fetch_models(ctx: FetchContext) -> list[Model]``; 
 into normalized ``Model``s and raises ``ProviderError`` (via the helpers here) when the answer has the
 wrong shape. ``finalize`` (applied by ``ProviderFetcher``) then filters by ``model_filter``, drops
 duplicate ids, sorts by id and turns models into records, so adapters need not.
+
+Limits (``chalicelib.core.limits``): ``items_with_id`` counts the listed items before any ``Model`` is built
+(``FetchContext.count_models``), so an answer of a million tiny models fails at once instead of filling the
+memory; ``finalize`` turns models into records one at a time, dropping each ``Model`` as it goes.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.core.domain import CAPABILITIES, Model, ModelRecord, Pricing, model_record
+from chalicelib.core.domain import CAPABILITIES, MODALITIES, Modalities, Model, ModelRecord, Pricing, model_record
+from chalicelib.core.limits import too_many_models
 from chalicelib.errors import ProviderError
 from chalicelib.http import ProviderHttp, describe_json
+from chalicelib.providers.model_filter import compile_model_filter
 
 if TYPE_CHECKING:  # catalog_config imports providers.kinds; a runtime import here would be circular
     from chalicelib.catalog_config import ProviderConfig
@@ -35,16 +41,25 @@ class FetchContext:
 
     provider: ProviderConfig
     http: ProviderHttp
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     token_store: Any = None
     read_secret: Callable[[str], str | None] = lambda _name: None
     time_left: Callable[[], float] = lambda: math.inf
     wall_clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    listed: int = 0  # list items seen so far (all pages)
 
     @property
     def provider_id(self) -> str:
         return self.provider.id
+
+    def count_models(self, count: int) -> None:
+        """Count ``count`` more listed models (a page, a registry section): past the per-provider limit the fetch
+        fails before the models are built."""
+        self.listed += count
+        problem = too_many_models(self.listed)
+        if problem:
+            raise ProviderError(problem)
 
     def url(self, path: str, base: str | None = None) -> str:
         """``base_url`` (or ``base``) joined with ``path`` by exactly one slash."""
@@ -73,7 +88,10 @@ def list_field(body: Any, key: str, expected: str) -> list[Any]:
 
 
 def items_with_id(items: Iterable[Any], ctx: FetchContext, id_key: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
-    """The object items that carry a non-empty string id; others are skipped (and counted in a log line)."""
+    """The object items that carry a non-empty string id; others are skipped (and counted in a log line). A list is
+    counted against the per-provider model limit first (``FetchContext.count_models``)."""
+    if isinstance(items, list) and hasattr(ctx, "count_models"):
+        ctx.count_models(len(items))
     skipped = 0
     for item in items:
         if isinstance(item, dict) and isinstance(item.get(id_key), str) and item[id_key].strip():
@@ -136,29 +154,86 @@ def usd_amount(value: Any) -> Decimal | None:
     return amount
 
 
-def pricing(input_amount: Decimal | None, output_amount: Decimal | None, scale: int = 1) -> Pricing | None:
-    """Both prices (times ``scale``) as USD per million tokens, or ``None`` when either is unknown.
-    Decimal arithmetic, so "0.000003" × 1,000,000 is exactly 3.0."""
+def pricing(
+    input_amount: Decimal | None,
+    output_amount: Decimal | None,
+    scale: int = 1,
+    cache_read: Decimal | None = None,
+    cache_write: Decimal | None = None,
+) -> Pricing | None:
+    """The prices (times ``scale``) as USD per million tokens, or ``None`` when the input or output price is
+    unknown (a cache price alone makes no pricing). Decimal arithmetic, so "0.000003" × 1,000,000 is exactly 3.0."""
     if input_amount is None or output_amount is None:
         return None
-    return Pricing(input_per_mtok=float(input_amount * scale), output_per_mtok=float(output_amount * scale))
+    return Pricing(
+        input_per_mtok=float(input_amount * scale),
+        output_per_mtok=float(output_amount * scale),
+        cache_read_per_mtok=None if cache_read is None else float(cache_read * scale),
+        cache_write_per_mtok=None if cache_write is None else float(cache_write * scale),
+    )
+
+
+def iso_date(value: Any) -> date | None:
+    """A calendar date from an ISO-8601 date or date-time string ("2026-10-23", "2026-10-23T00:00:00Z"); anything
+    else → ``None``. A date-time keeps its own calendar day (no time-zone shift)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return date.fromisoformat(text) if len(text) <= 10 else datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+def modalities(inputs: Any, outputs: Any, table: Mapping[str, str] | None = None) -> Modalities | None:
+    """Two wire lists of modality names as ``Modalities`` in the one vocabulary (``domain.MODALITIES``, its
+    order): ``table`` renames a provider's words first; words outside the vocabulary are dropped. ``None`` when
+    the provider sent neither list."""
+    if not isinstance(inputs, list) and not isinstance(outputs, list):
+        return None
+    return Modalities(input=_modality_list(inputs, table or {}), output=_modality_list(outputs, table or {}))
+
+
+def _modality_list(values: Any, table: Mapping[str, str]) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        return ()
+    found = {table.get(v.strip().lower(), v.strip().lower()) for v in values if isinstance(v, str)}
+    return tuple(name for name in MODALITIES if name in found)
 
 
 def finalize(
     provider: ProviderConfig, models: Iterable[Model], log: Callable[..., None] | None = None
 ) -> list[ModelRecord]:
-    """The one normalization step after an adapter: apply ``model_filter`` (``re.search`` on the id), keep the first
-    model of each id, sort by id, and turn each into its record (``chalicelib.core.domain.model_record``)."""
-    pattern = re.compile(provider.model_filter) if provider.model_filter else None
-    unique: dict[str, Model] = {}
+    """The one normalization step after an adapter: apply ``model_filter`` (a linear-time ``search`` on the id), keep
+    the first model of each id, sort by id, and turn each into its record (``chalicelib.core.domain.model_record``).
+
+    A list of models is consumed: each ``Model`` is dropped from it once its record exists, so the two forms of a
+    large answer are never held in full together."""
+    pattern = compile_model_filter(provider.model_filter) if provider.model_filter else None
+    if isinstance(models, list):
+        problem = too_many_models(len(models))
+        if problem:
+            raise ProviderError(problem)
+    unique: dict[str, ModelRecord] = {}
     duplicates = 0
-    for model in models:
+    for model in _consumed(models):
         if pattern is not None and not pattern.search(model.id):
             continue
         if model.id in unique:
             duplicates += 1
             continue
-        unique[model.id] = model
+        unique[model.id] = model_record(model)
     if duplicates and log is not None:
         log(logging.WARNING, "provider listed some model ids more than once", duplicates=duplicates)
-    return [model_record(unique[key]) for key in sorted(unique)]
+    return [unique[key] for key in sorted(unique)]
+
+
+def _consumed(models: Iterable[Model]) -> Iterator[Model]:
+    """The models in order; a list gives up each one as it is handed out (its memory goes with it)."""
+    if not isinstance(models, list):
+        yield from models
+        return
+    for index in range(len(models)):
+        model, models[index] = models[index], None
+        yield model
+    models.clear()

@@ -143,6 +143,9 @@ class ProviderFetcher:
                 },
             )
             raise ProviderError(f"unexpected error while fetching the model list ({type(exc).__name__})") from None
+        finally:
+            if http is not None:
+                http.finish()  # its answers are records now (or dropped): the next large answer may be read
         _log.info(
             "provider fetched",
             extra={"provider_id": provider.id, "kind": provider.kind, "model_count": len(models)}

@@ -11,6 +11,9 @@ Field mapping (first present wins):
   ``max_context_length`` (Mistral, LM Studio) → ``context_length``.
 - ``max_completion_tokens`` (Groq) / ``max_output_tokens`` → ``max_output_tokens``.
 - ``pricing``: none — docs/reference.md §4 defines no price field for this kind (Together's ``pricing`` is ignored).
+- Lifecycle: a date in ``shutdown_date`` (OpenAI) or ``deprecation`` (Mistral; a date or date-time) → ``status``
+  ``"deprecated"`` and ``retires_at`` that day; absent or ``null`` → ``"active"``. (Groq's ``active`` flag says
+  whether a model is served now, not that it is going away, so it is not read.)
 
 Capabilities, only from what the server states (nothing is guessed from model ids):
 
@@ -34,6 +37,7 @@ from chalicelib.providers.base import (
     bearer,
     capabilities,
     first_int,
+    iso_date,
     items_with_id,
     shape_error,
     text,
@@ -81,6 +85,7 @@ def parse_models(ctx: FetchContext, body: Any) -> list[Model]:
 
 
 def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
+    retires_at = iso_date(item.get("shutdown_date")) or iso_date(item.get("deprecation"))
     return Model(
         provider_id=provider_id,
         id=model_id,
@@ -88,6 +93,8 @@ def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
         context_length=first_int(item, "context_length", "context_window", "max_model_len", "max_context_length"),
         max_output_tokens=first_int(item, "max_completion_tokens", "max_output_tokens"),
         capabilities=capabilities(_capabilities(item)),
+        status="deprecated" if retires_at else "active",
+        retires_at=retires_at,
     )
 
 

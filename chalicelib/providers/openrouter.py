@@ -5,7 +5,12 @@ Field mapping: ``id`` → ``id``; ``name`` → ``display_name``; ``context_lengt
 ``top_provider.max_completion_tokens`` → ``max_output_tokens``; ``pricing.prompt`` / ``pricing.completion``
 (strings, USD per token) × 1,000,000 → ``pricing.input_per_mtok`` / ``output_per_mtok``. ``"0"`` is a real
 (free) price; ``"-1"`` (OpenRouter's "varies", e.g. the auto router), a missing or unparsable value →
-``pricing`` is ``None``.
+``pricing`` is ``None``. ``pricing.input_cache_read`` / ``input_cache_write`` (USD per token) × 1,000,000 →
+``pricing.cache_read_per_mtok`` / ``cache_write_per_mtok`` (``None`` when absent).
+
+Lifecycle: a date in ``expiration_date`` → ``status`` ``"deprecated"`` and ``retires_at`` that date; ``null`` →
+``"active"``. Modalities: ``architecture.input_modalities`` / ``output_modalities``, ``file`` → ``pdf`` (OpenRouter's
+file inputs are PDFs); words outside the vocabulary (``embeddings``) are left to ``capabilities``.
 
 Capabilities: ``architecture.input_modalities`` ``image`` → ``vision``, ``file`` → ``files``, ``audio`` →
 ``audio``, ``video`` → ``video``; ``architecture.output_modalities`` ``image`` → ``image_output``, ``audio``
@@ -23,8 +28,10 @@ from chalicelib.providers.base import (
     bearer,
     capabilities,
     dig,
+    iso_date,
     items_with_id,
     list_field,
+    modalities,
     positive_int,
     pricing,
     text,
@@ -35,6 +42,7 @@ EXPECT = "a JSON object with `data`"
 _INPUT = {"image": "vision", "file": "files", "audio": "audio", "video": "video"}
 _OUTPUT = {"image": "image_output", "audio": "audio", "embeddings": "embedding", "embedding": "embedding"}
 _PARAMETERS = {"tools": "tools", "reasoning": "reasoning", "include_reasoning": "reasoning"}
+_MODALITY_WORDS = {"file": "pdf"}
 
 
 def fetch_models(ctx: FetchContext) -> list[Model]:
@@ -47,6 +55,7 @@ def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
     found = _mapped(dig(item, "architecture", "input_modalities"), _INPUT)
     found |= _mapped(dig(item, "architecture", "output_modalities"), _OUTPUT)
     found |= _mapped(item.get("supported_parameters"), _PARAMETERS)
+    retires_at = iso_date(item.get("expiration_date"))
     return Model(
         provider_id=provider_id,
         id=model_id,
@@ -58,6 +67,15 @@ def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
             usd_amount(dig(item, "pricing", "prompt")),
             usd_amount(dig(item, "pricing", "completion")),
             scale=1_000_000,
+            cache_read=usd_amount(dig(item, "pricing", "input_cache_read")),
+            cache_write=usd_amount(dig(item, "pricing", "input_cache_write")),
+        ),
+        status="deprecated" if retires_at else "active",
+        retires_at=retires_at,
+        modalities=modalities(
+            dig(item, "architecture", "input_modalities"),
+            dig(item, "architecture", "output_modalities"),
+            _MODALITY_WORDS,
         ),
     )
 

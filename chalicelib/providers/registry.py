@@ -5,7 +5,10 @@ provider holds every model in the file.
 Field mapping: ``"<provider key>/<model key>"`` → ``id`` (the keys of the two objects; a model key may itself
 contain ``/``); ``name`` → ``display_name``; ``limit.context`` → ``context_length``; ``limit.output`` →
 ``max_output_tokens``; ``cost.input`` / ``cost.output`` (already USD per million tokens) → ``pricing``
-(``None`` unless both are non-negative numbers; ``0`` is a real, free price).
+(``None`` unless both are non-negative numbers; ``0`` is a real, free price); ``cost.cache_read`` /
+``cost.cache_write`` → ``pricing.cache_read_per_mtok`` / ``cache_write_per_mtok``. ``status: "deprecated"`` →
+``status`` ``"deprecated"`` (models.dev's ``alpha`` / ``beta`` and no status → ``"active"``; it publishes no
+retirement date); ``modalities.input`` / ``output`` → ``modalities`` (its vocabulary is ours).
 
 Capabilities: ``tool_call: true`` → ``tools``; ``reasoning: true`` → ``reasoning``;
 ``modalities.input`` ``image`` → ``vision``, ``pdf`` → ``files``, ``audio`` → ``audio``, ``video`` →
@@ -22,6 +25,7 @@ from chalicelib.providers.base import (
     bearer,
     capabilities,
     dig,
+    modalities,
     positive_int,
     pricing,
     shape_error,
@@ -44,6 +48,7 @@ def fetch_models(ctx: FetchContext) -> list[Model]:
     models: list[Model] = []
     for provider_key in keys:
         entry = body.pop(provider_key)  # drop the raw JSON as it is converted: halves the peak memory of big files
+        ctx.count_models(len(entry["models"]))  # past the per-provider limit, fail before building the models
         for model_key, item in entry["models"].items():
             if isinstance(item, dict) and isinstance(model_key, str) and model_key:
                 models.append(to_model(ctx.provider_id, f"{provider_key}/{model_key}", item))
@@ -66,8 +71,13 @@ def to_model(provider_id: str, model_id: str, item: dict[str, Any]) -> Model:
         max_output_tokens=positive_int(dig(item, "limit", "output")),
         capabilities=capabilities(found),
         pricing=pricing(
-            usd_amount(_number(dig(item, "cost", "input"))), usd_amount(_number(dig(item, "cost", "output")))
+            usd_amount(_number(dig(item, "cost", "input"))),
+            usd_amount(_number(dig(item, "cost", "output"))),
+            cache_read=usd_amount(_number(dig(item, "cost", "cache_read"))),
+            cache_write=usd_amount(_number(dig(item, "cost", "cache_write"))),
         ),
+        status="deprecated" if item.get("status") == "deprecated" else "active",
+        modalities=modalities(dig(item, "modalities", "input"), dig(item, "modalities", "output")),
     )
 
 

@@ -11,6 +11,12 @@ Chunks are written before the manifest points at them and never change afterward
 number of providers' lists is a single conditional write of the manifest (in one transaction with the
 lock's fencing check and the event record): readers see the old catalog or the new one, never a mix,
 and never an empty list in between.
+
+A provider whose current chunks are missing or unreadable does not take the catalog down: ``read_catalog``
+returns the other providers and names the broken one (``CatalogSnapshot.unreadable``), and the refresh engine,
+which checks the lists it does not read (``check_generation``), writes that provider again. Chunks are deleted
+only under the refresh lock's fencing token (``delete_chunks(..., fence=...)``): a run whose lease expired cannot
+delete what a newer run committed.
 """
 
 from __future__ import annotations
@@ -18,27 +24,53 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.core.domain import ModelRecord, canonical_json
+from chalicelib.core.domain import ModelRecord, canonical_json, current_record
 from chalicelib.core.manifest import Manifest, ProviderEntry
 from chalicelib.errors import CatalogChanged
 from chalicelib.logs import get_logger
 from chalicelib.storage import codec
-from chalicelib.storage.dynamo import from_item, query_items, to_item, values
+from chalicelib.storage.dynamo import cancellation_reasons, from_item, query_items, to_item, values
 
 log = get_logger("store")
 
 MANIFEST_KEY = {"pk": "MANIFEST", "sk": "MANIFEST"}
 # Writes of chunks go in BatchWriteItem calls of at most 25 requests (DynamoDB's limit).
 _BATCH_LIMIT = 25
+# Fenced deletes go in TransactWriteItems of at most 100 actions: the fence and 99 deletes.
+_FENCED_DELETES = 99
+_FENCED_ATTEMPTS = 4  # a transaction cancelled by a conflicting one is tried again
 
 
 class StaleRead(Exception):
-    """A generation vanished while being read (collected after a newer commit): re-read the manifest."""
+    """A generation is incomplete (collected after a newer commit, or its chunks were lost): re-read the
+    manifest; if it still points there, the provider's stored list is broken."""
+
+
+class UnreadableChunks(Exception):
+    """A chunk of a provider's current generation cannot be decoded."""
+
+
+class FenceLost(Exception):
+    """A fenced write was refused: the refresh lock's lease moved on (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """A consistent read of the catalog: the manifest, the models of every readable provider it points at, and
+    why each of the others could not be read. Unpacks as ``manifest, models``."""
+
+    manifest: Manifest
+    models: dict[str, list[ModelRecord]]
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.manifest, self.models))
 
 
 def new_epoch_id() -> str:
@@ -201,7 +233,8 @@ class CatalogStore:
 
     # -- models -----------------------------------------------------------------------------
     def read_provider_models(self, provider_id: str, entry: ProviderEntry) -> list[ModelRecord]:
-        """One provider's models (records: no ``provider_id``), sorted by id."""
+        """One provider's models (records: no ``provider_id``; in today's shape: ``current_record``), by id.
+        ``StaleRead`` when chunks are missing, ``UnreadableChunks`` when one cannot be decoded."""
         key = (provider_id, entry.generation)
         cached = self._cache.get(key)
         if cached is not None:
@@ -209,27 +242,59 @@ class CatalogStore:
         models: list[ModelRecord] = []
         chunks = 0
         for item in self._query_generation(provider_id, entry.generation, keys_only=False):
-            models.extend(codec.unpack(item["body"]["B"]))
+            try:
+                models.extend(map(current_record, codec.unpack(item["body"]["B"])))  # older records: defaults
+            except (KeyError, TypeError, ValueError, zlib.error) as exc:
+                raise UnreadableChunks(
+                    f"chunk {item['sk']['S']} of its stored models cannot be decoded ({type(exc).__name__})"
+                ) from None
             chunks += 1
         if chunks != entry.chunks:
-            raise StaleRead(f"{provider_id}: generation {entry.generation} has {chunks}/{entry.chunks} chunks")
+            raise StaleRead(f"its stored models are incomplete ({chunks} of {entry.chunks} chunks found)")
         self._cache.put(key, models)
         return models
 
-    def read_catalog(
-        self, provider_ids: Iterable[str] | None = None, attempts: int = 3
-    ) -> tuple[Manifest, dict[str, list[ModelRecord]]]:
-        """A consistent snapshot: the manifest and the models it points at."""
+    def check_generation(self, provider_id: str, entry: ProviderEntry) -> str | None:
+        """``None`` when a provider's current generation is complete and readable, else what is wrong with it.
+
+        A generation this process already read (or wrote) is only counted (a keys-only query: chunks never change,
+        but they can be lost); any other is read, which also caches it for the readers that follow."""
+        if self._cache.get((provider_id, entry.generation)) is not None:
+            found = sum(1 for _ in self._query_generation(provider_id, entry.generation, keys_only=True))
+            if found == entry.chunks:
+                return None
+            return f"its stored models are incomplete ({found} of {entry.chunks} chunks found)"
+        try:
+            self.read_provider_models(provider_id, entry)
+        except (StaleRead, UnreadableChunks) as exc:
+            return str(exc)
+        return None
+
+    def read_catalog(self, provider_ids: Iterable[str] | None = None, attempts: int = 3) -> CatalogSnapshot:
+        """A consistent snapshot: the manifest and the models it points at.
+
+        A provider whose chunks are missing is read again with a fresh manifest (a newer commit may have collected
+        the generation just read); one that is still broken after ``attempts``, or unreadable, is left out and
+        named in ``unreadable``: one provider's broken list never hides the others."""
         for attempt in range(attempts):
             manifest = self.read_manifest()
             known = manifest.providers.keys()
             wanted = sorted(known if provider_ids is None else set(provider_ids) & known)
-            try:
-                return manifest, {pid: self.read_provider_models(pid, manifest.providers[pid]) for pid in wanted}
-            except StaleRead:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.05)
+            models: dict[str, list[ModelRecord]] = {}
+            unreadable: dict[str, str] = {}
+            stale = False
+            for pid in wanted:
+                try:
+                    models[pid] = self.read_provider_models(pid, manifest.providers[pid])
+                except StaleRead as exc:
+                    unreadable[pid], stale = str(exc), True
+                except UnreadableChunks as exc:
+                    unreadable[pid] = str(exc)
+            if not stale or attempt == attempts - 1 or self.read_manifest() == manifest:
+                if unreadable:
+                    log.warning("stored models unreadable", extra={"providers": unreadable})
+                return CatalogSnapshot(manifest, models, unreadable)
+            time.sleep(0.05)
         raise AssertionError("unreachable")
 
     def write_generation(self, provider_id: str, generation: str, models: Sequence[ModelRecord]) -> int:
@@ -263,6 +328,10 @@ class CatalogStore:
         """Delete chunks of every generation of a provider not in ``keep`` (old or orphaned by a crash)."""
         return self.delete_chunks(self.unkept_chunks(provider_id, keep))
 
+    def generation_keys(self, provider_id: str, generation: str) -> list[dict[str, Any]]:
+        """The keys of one generation's chunks (however many of them were written)."""
+        return [{"pk": item["pk"], "sk": item["sk"]} for item in self._query_generation(provider_id, generation, True)]
+
     def unkept_chunks(self, provider_id: str, keep: set[str]) -> list[dict[str, Any]]:
         """The keys of a provider's chunks whose generation is not in ``keep``."""
         return [
@@ -271,9 +340,28 @@ class CatalogStore:
             if item["sk"]["S"].rsplit("#", 1)[0] not in keep
         ]
 
-    def delete_chunks(self, keys: Sequence[dict[str, Any]]) -> int:
-        """Delete chunks by key, in shared 25-item BatchWriteItem calls."""
-        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+    def delete_chunks(self, keys: Sequence[dict[str, Any]], fence: dict[str, Any] | None = None) -> int:
+        """Delete chunks by key. With ``fence`` (a TransactWriteItems action of the refresh lock, e.g.
+        ``LeaseLock.fence_check_action``), every batch of deletes is one transaction with it: ``FenceLost`` and
+        nothing deleted once the lease moved on. Without it, shared 25-item BatchWriteItem calls (unfenced: only
+        for tooling and tests)."""
+        if fence is None:
+            self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+            return len(keys)
+        for start in range(0, len(keys), _FENCED_DELETES):
+            batch = keys[start : start + _FENCED_DELETES]
+            deletes = [{"Delete": {"TableName": self._table, "Key": key}} for key in batch]
+            for attempt in range(_FENCED_ATTEMPTS):
+                try:
+                    self._client.transact_write_items(TransactItems=[fence, *deletes])
+                    break
+                except self._client.exceptions.TransactionCanceledException as error:
+                    reasons = cancellation_reasons(error)
+                    if reasons[:1] == ["ConditionalCheckFailed"]:
+                        raise FenceLost("the refresh lock moved on; nothing more is deleted") from None
+                    if "TransactionConflict" not in reasons or attempt == _FENCED_ATTEMPTS - 1:
+                        raise
+                time.sleep(0.05 * 2**attempt)
         return len(keys)
 
     # -- helpers ----------------------------------------------------------------------------

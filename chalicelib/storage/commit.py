@@ -4,15 +4,17 @@
 
 - ``fence``: the refresh lock's fencing check (the lease is still ours), storing the run's refresh state;
 - ``manifest``: the catalog manifest flip, conditional on the revision the run started from;
-- ``journal``: the run's event, conditional on its seq being new.
+- ``journal``: the run's event, conditional on its seq being new (a repair, which changes no content, has none).
 
-Either all three are written or none. A cancelled transaction is explained by the action that failed, named,
-not by its position in the list.
+Either all are written or none. A cancelled transaction is explained by the action that failed, named, not by its
+position in the list. ``journaled_seq`` tells the engine where the journal of an epoch ends, so that it can start a
+new epoch rather than reuse or collide with a seq (``chalicelib.core.epoch``); ``new_epoch_id`` mints its id.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,11 @@ _RETRYABLE = frozenset(
     {"TransactionConflictException", "ThrottlingException", "TransactionConflict", "ThrottlingError",
      "ProvisionedThroughputExceeded"}
 )
+
+
+def new_epoch_id() -> str:
+    """A fresh epoch id (the form the catalog's first manifest uses)."""
+    return uuid.uuid4().hex[:16]
 
 
 class CatalogCommit:
@@ -48,21 +55,28 @@ class CatalogCommit:
         self._sleep = sleep
         self._attempts = attempts
 
+    def journaled_seq(self, epoch: str) -> int | None:
+        """The newest seq the journal holds for ``epoch`` (None: none)."""
+        return self._journal.latest_seq(epoch)
+
     def actions(
-        self, lease: Lease, state: bytes, manifest: Manifest, expected_revision: int, event: dict[str, Any]
+        self, lease: Lease, state: bytes, manifest: Manifest, expected_revision: int, event: dict[str, Any] | None
     ) -> dict[str, dict[str, Any]]:
         """The transaction's actions by name, in the order they are sent."""
-        return {
+        actions = {
             "fence": self._lock.fence_action(lease, state),
             "manifest": self._catalog.manifest_put_action(manifest, expected_revision),
-            "journal": self._journal.append_action(event),
         }
+        if event is not None:
+            actions["journal"] = self._journal.append_action(event)
+        return actions
 
     def write(
-        self, lease: Lease, state: bytes, manifest: Manifest, expected_revision: int, event: dict[str, Any]
+        self, lease: Lease, state: bytes, manifest: Manifest, expected_revision: int, event: dict[str, Any] | None
     ) -> None:
-        """Write all three or nothing. ``LockLost`` when the lease moved on, ``CatalogChanged`` when another run
-        changed the catalog, ``SeqCollision`` when the journal already holds this seq; retries conflicts."""
+        """Write all or nothing. ``LockLost`` when the lease moved on, ``CatalogChanged`` when another run
+        changed the catalog, ``SeqCollision`` when the journal already holds this seq; retries conflicts.
+        ``event=None``: a repair (a manifest flip that changes no content), nothing is journaled."""
         actions = self.actions(lease, state, manifest, expected_revision, event)
         for attempt in range(self._attempts):
             try:
@@ -74,7 +88,7 @@ class CatalogCommit:
                     raise LockLost("the refresh lock was taken over; this run's changes were not written") from None
                 if reasons.get("manifest") == _CONDITION_FAILED:
                     raise CatalogChanged("the catalog changed under this run; its changes were not written") from None
-                if reasons.get("journal") == _CONDITION_FAILED:
+                if reasons.get("journal") == _CONDITION_FAILED and event is not None:
                     raise SeqCollision(event["epoch"], int(event["seq"])) from None
                 if not _RETRYABLE & set(reasons.values()) or attempt == self._attempts - 1:
                     raise

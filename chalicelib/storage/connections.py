@@ -67,5 +67,15 @@ class ConnectionStore:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def count_up_to(self, limit: int) -> int:
+        """How many connections are open, counting no further than ``limit + 1`` (keys-only Scan pages): enough to
+        tell whether a fan-out fits a budget without reading a large table whole."""
+        count = 0
+        for page in self.pages():
+            count += len(page)
+            if count > limit:
+                break
+        return count
+
     def ids(self) -> list[str]:
         return [connection_id for page in self.pages() for connection_id in page]

@@ -136,6 +136,25 @@ class EventJournal:
             return None  # the newest ones are not there (should not happen: they are committed with the change)
         return messages
 
+    def read(
+        self, epoch: str, low: int, high: int, newest_first: bool = False, page_size: int | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(seq, message)`` of the journaled events of ``epoch`` with ``low <= seq <= high``, in seq order (or
+        newest first), read page by page as the caller goes: a caller that stops early reads no further pages. Gaps
+        (trimmed events) are the caller's to notice; ``page_size`` bounds the items of one Query page."""
+        if high < low:
+            return
+        request: dict[str, Any] = {
+            "KeyConditionExpression": "#epoch = :epoch AND #seq BETWEEN :low AND :high",
+            "ExpressionAttributeNames": {"#epoch": "epoch", "#seq": "seq"},
+            "ExpressionAttributeValues": values(epoch=epoch, low=low, high=high),
+            "ScanIndexForward": not newest_first,
+        }
+        if page_size is not None:
+            request["Limit"] = page_size
+        for item in self._query(**request):
+            yield _seq(item), _message_of(item)
+
     def unpublished(self, epoch: str, limit: int = 20) -> list[dict[str, Any]]:
         """Events among the newest ``limit`` that no publisher finished broadcasting, oldest first."""
         page = self._client.query(

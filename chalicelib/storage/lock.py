@@ -139,6 +139,19 @@ class LeaseLock:
             }
         }
 
+    def fence_check_action(self, lease: Lease) -> dict[str, Any]:
+        """A TransactWriteItems ``ConditionCheck`` that fails the transaction unless ``lease`` is still current,
+        writing nothing to the lock (fences the deletes of garbage collection)."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": self._key(),
+                "ConditionExpression": "#owner = :owner AND #token = :token",
+                "ExpressionAttributeNames": {"#owner": "owner", "#token": "token"},
+                "ExpressionAttributeValues": values(owner=lease.owner, token=lease.token),
+            }
+        }
+
     def release(self, lease: Lease, state: bytes | None = None) -> bool:
         """Free the lock (and store ``state``) if we still hold it. False when the lease was lost."""
         update = "REMOVE #owner SET lease_until = :zero"

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import cold_start, fanout, large_registry, refresh_all
+from tests.bench import answer_memory, cold_start, fanout, large_registry, refresh_all, revalidate, webhooks
 from tests.bench.common import REPO, ScenarioResult, machine_info
 from tests.bench.report import render
 
@@ -21,6 +21,9 @@ SCENARIOS: dict[str, tuple[str, Callable[[bool], ScenarioResult]]] = {
     "refresh_all": ("Refresh-all", refresh_all.run),
     "fanout": ("Fan-out", fanout.run),
     "large_registry": ("20,000-model registry", large_registry.run),
+    "revalidate": ("Conditional GET at 20,000 models", revalidate.run),
+    "answer_memory": ("Memory per MB of provider answer", answer_memory.run),
+    "webhooks": ("Webhooks", webhooks.run),
 }
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from tests.conftest import unless_installed
 from tests.fakes.provider_server import FakeProviderServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,8 +35,7 @@ HOSTILE_KEY = '<img src=x onerror="window.__pwned=1">'
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
-                       "(`make test` installs it via infra/ensure-chromium.sh when run as root)"),
+    unless_installed(CHROMIUM, "Debian's chromium (make test installs it with infra/ensure-chromium.sh as root)"),
 ]
 
 

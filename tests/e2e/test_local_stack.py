@@ -109,7 +109,9 @@ def test_the_bundled_config_shows_the_demo_catalog(stack: LocalStack) -> None:
     assert "anthropic/claude-opus-4-6" in {model["id"] for model in models}
     opus = next(model for model in models if model["id"] == "anthropic/claude-opus-4-6")
     assert opus["context_length"] == 1_000_000
-    assert opus["pricing"] == {"input_per_mtok": 5.0, "output_per_mtok": 25.0}
+    assert opus["pricing"] == {"input_per_mtok": 5.0, "output_per_mtok": 25.0, "cache_read_per_mtok": 0.5,
+                               "cache_write_per_mtok": 6.25}
+    assert (opus["status"], opus["modalities"]) == ("active", {"input": ["text", "image", "pdf"], "output": ["text"]})
 
     body = stack.get("/api/v1/models").json()
     assert isinstance(body["revision"], int) and body["revision"] >= 1

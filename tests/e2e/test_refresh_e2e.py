@@ -35,6 +35,7 @@ def stack(provider, tmp_path_factory):
         [model_catalog]
         refresh_on_start = false
         lock_wait_ms = 15000
+        manual_run_deadline_ms = 7000
 
         [[providers]]
         id = "fake"
@@ -67,7 +68,9 @@ def test_changes_are_reported_exactly_then_unchanged_without_catalog_writes(stac
     provider.route("GET", "/v1/models", json=openai_body({"m-keep": 8000, "m-ctx": 2000, "m-new": 32000}))
     second = refresh(stack)
     assert second["changed"] == [{"provider_id": "fake", "provider_name": "Fake AI",
-                                  "added": ["m-new"], "removed": ["m-drop"], "updated": ["m-ctx"]}]
+                                  "added": ["m-new"], "removed": ["m-drop"], "updated": ["m-ctx"],
+                                  "changes": [{"model_id": "m-ctx", "field": "context_length",
+                                               "before": 1000, "after": 2000}]}]
     assert second["unchanged"] == ["slow"] and second["failed"] == []
     assert second["revision"] == first["revision"] + 1
     models = {m["id"]: m for m in stack.get("/api/v1/models?provider_id=fake").json()["models"]}

@@ -53,7 +53,7 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.messages: list[dict] = []
 
-    def publish(self, message: dict) -> None:
+    def publish(self, message: dict, max_connections: int | None = None) -> None:
         self.messages.append(message)
 
 

@@ -116,7 +116,7 @@ def test_refresh_all_reports_changes_and_a_missing_key(client) -> None:
     assert models["revision"] == 1 and len(models["models"]) == len(result["changed"][0]["added"])
     model = models["models"][0]
     assert set(model) == {"provider_id", "id", "display_name", "context_length", "max_output_tokens",
-                          "capabilities", "pricing"}
+                          "capabilities", "pricing", "status", "retires_at", "modalities"}
     again = json.loads(client.post("/api/v1/providers:refresh", headers=AUTH).body)
     assert again["changed"] == [] and again["unchanged"] == ["demo"]
     status = json.loads(client.get("/api/v1/refresh/status", headers=AUTH).body)
@@ -157,9 +157,10 @@ def test_error_routes(client, path, status, code) -> None:
 
 
 def test_models_filter_and_pagination_errors(client) -> None:
-    assert error_of(client.get("/api/v1/models?provider_id=nope", headers=AUTH))["code"] == "provider_not_found"
-    assert error_of(client.get("/api/v1/models?limit=zero", headers=AUTH))["code"] == "bad_request"
-    assert error_of(client.get("/api/v1/models?limit=5&cursor=%25%25", headers=AUTH))["code"] == "bad_request"
+    # docs/reference.md §8: an unknown or bad value of any parameter, provider_id included, is 400 invalid_parameter.
+    assert error_of(client.get("/api/v1/models?provider_id=nope", headers=AUTH))["code"] == "invalid_parameter"
+    assert error_of(client.get("/api/v1/models?limit=zero", headers=AUTH))["code"] == "invalid_parameter"
+    assert error_of(client.get("/api/v1/models?limit=5&cursor=%25%25", headers=AUTH))["code"] == "invalid_parameter"
 
 
 def test_a_refresh_that_finds_one_running_waits_then_gets_409(client) -> None:
@@ -190,3 +191,31 @@ def test_import_app_creates_no_client_and_touches_no_network() -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "clean import" in result.stdout
+
+
+def test_a_config_error_shows_no_config_details_to_callers(tmp_path, monkeypatch, logs) -> None:
+    """The token cannot even be checked without a config: whoever asks gets a generic 500, the log the details."""
+    import app
+    from chalicelib.errors import ConfigError
+
+    config = tmp_path / "secret-dir" / "catalog.toml"
+    config.parent.mkdir()
+    config.write_text('[[providers]]\nid = "x"\nkind = "openai"\nbase_url = "${INTERNAL_LLM_URL}/v1"\n')
+    environ = {"MODEL_CATALOG_CONFIG": str(config), "MODEL_CATALOG_API_TOKEN": TOKEN}
+    with pytest.raises(ConfigError) as broken:  # what the service would say: path, key, variable
+        settings_from_env(environ)
+    assert "secret-dir" in str(broken.value) and "INTERNAL_LLM_URL" in str(broken.value)
+
+    monkeypatch.setattr(app.runtime, "_container", None)
+    monkeypatch.setattr(app.runtime, "_build", lambda: wired(settings_from_env(environ), None))
+    with Client(app.app, project_dir=str(tmp_path)) as test_client:
+        for headers in ({}, AUTH):
+            response = test_client.http.get("/api/v1/providers", headers=headers)
+            assert response.status_code == 500
+            error = error_of(response)
+            assert error["code"] == "config_error"
+            assert "secret-dir" not in response.body.decode() and "INTERNAL_LLM_URL" not in response.body.decode()
+            assert error["message"].startswith("the service configuration cannot be used; the details are in the")
+    logged = [json.loads(line) for line in logs if '"config error"' in line]
+    assert logged and all("INTERNAL_LLM_URL" in line["error"] for line in logged)
+    assert f"(reference {logged[-1]['reference']})" in error["message"]  # the log line an operator looks up

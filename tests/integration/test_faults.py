@@ -87,8 +87,10 @@ NEW_MODELS = {
 EXPECTED = {
     "revision": 2,
     "changed": [
-        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["a5"], "removed": ["a1"], "updated": []},
-        {"provider_id": "beta", "provider_name": "beta", "added": [], "removed": [], "updated": ["b1"]},
+        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["a5"], "removed": ["a1"], "updated": [],
+         "changes": []},
+        {"provider_id": "beta", "provider_name": "beta", "added": [], "removed": [], "updated": ["b1"],
+         "changes": [{"model_id": "b1", "field": "context_length", "before": 1000, "after": 2000}]},
     ],
     "unchanged": ["gamma"],
     "failed": [],
@@ -100,7 +102,7 @@ RETRIED_BY_BOTOCORE = ("throughput", "throttling", "internal", "reset")
 # Faults the code retries itself, only where DynamoDB can answer them: a transaction or a lock write racing
 # another transaction on the lock item, and BatchWriteItem handing writes back as unprocessed.
 CODE_RETRIED = [("lock.acquire", "conflict"), ("commit", "conflict"), ("chunks.write", "unprocessed"),
-                ("gc.delete", "unprocessed")]
+                ("gc.delete", "conflict")]
 RUN_SITES = [name for name, site in SITES.items() if site.stage != "first-run"]
 # Persistent faults: one case per site, the kinds rotating over the sites, plus the code-retried ones.
 ALWAYS_CASES = [(site, RETRIED_BY_BOTOCORE[(i + 2) % 4]) for i, site in enumerate(RUN_SITES)] + CODE_RETRIED

@@ -18,7 +18,14 @@ from moto import mock_aws
 from chalicelib.catalog_config import ProviderConfig
 from chalicelib.ciphers import KmsCipher, LocalCipher, TokenDecryptError
 from chalicelib.errors import ProviderError
-from chalicelib.oauth import GrantRejected, OAuthSession, OAuthTokenStore, TokenGrant, TokenRecord
+from chalicelib.oauth import (
+    GrantRejected,
+    OAuthSession,
+    OAuthTokenStore,
+    TokenGrant,
+    TokenRecord,
+    TokenStoreError,
+)
 from chalicelib.providers import ProviderFetcher
 from chalicelib.providers.managed_oauth import parse_grant
 from chalicelib.settings import TableNames
@@ -358,3 +365,132 @@ def _fp(token: str) -> str:
     from chalicelib.oauth import fingerprint
 
     return fingerprint(token)
+
+
+# ------------------------------------------------------------------- a rotation survives failed writes
+
+
+class FlakyStore:
+    """The real store, whose writes of records holding ``token`` fail (``TokenStoreError``) the first ``failures``
+    times — after reaching DynamoDB when ``applied`` (a lost response). Without ``memory`` it offers no place to
+    keep an unsaved rotation (the store before issue 12)."""
+
+    def __init__(self, store: OAuthTokenStore, token: str, failures: int, applied: bool = False, memory: bool = True):
+        self.store, self.token, self.failures, self.applied = store, token, failures, applied
+        self.attempts = 0
+        if memory:
+            self.remember_unsaved = store.remember_unsaved
+            self.unsaved = store.unsaved
+            self.forget_unsaved = store.forget_unsaved
+
+    def load(self, provider_id: str) -> TokenRecord | None:
+        return self.store.load(provider_id)
+
+    def put(self, record: TokenRecord, expected: int | None) -> bool:
+        if record.refresh_token == self.token and self.attempts < self.failures:
+            self.attempts += 1
+            if self.applied:
+                self.store.put(record, expected)
+            raise TokenStoreError("could not store the OAuth token (InternalServerError)")
+        return self.store.put(record, expected)
+
+
+def rotating_server(server: FakeProviderServer) -> None:
+    """The token endpoint rotates once (SEED → rt-2); spending SEED again is refused, as real servers do."""
+    server.route("POST", "/oauth/token", responses=[grant("at-1", "rt-2", 3600),
+                                                    (400, {"error": "invalid_grant"}, None)])
+
+
+def test_a_rotation_survives_failed_writes_of_the_rotated_token(make_settings, store, server, logs):
+    rotating_server(server)
+    flaky = FlakyStore(store, "rt-2", failures=3)
+    assert len(fetch(make_settings("", CORP_REFRESH_TOKEN=SEED), flaky, provider(server))) == 3
+    assert flaky.attempts == 3 and store.load("corp").refresh_token == "rt-2"
+    assert [r.form()["refresh_token"] for r in server.requests("/oauth/token")] == [SEED]
+    assert sum("storing the rotated OAuth token failed; retrying" in line for line in logs) == 3
+
+
+def test_a_lost_answer_to_the_rotation_write_is_recognized(make_settings, store, server):
+    rotating_server(server)
+    flaky = FlakyStore(store, "rt-2", failures=1, applied=True)  # written, but the caller saw an error
+    assert len(fetch(make_settings("", CORP_REFRESH_TOKEN=SEED), flaky, provider(server))) == 3
+    record = store.load("corp")
+    assert (record.refresh_token, record.access_token, record.lease_owner) == ("rt-2", "at-1", None)
+
+
+def test_a_rotation_that_cannot_be_stored_now_is_kept_and_stored_by_the_next_refresh(make_settings, store, server):
+    from chalicelib.oauth._session import ROTATION_WRITE_ATTEMPTS
+
+    rotating_server(server)
+    settings = make_settings("", CORP_REFRESH_TOKEN=SEED)
+    flaky = FlakyStore(store, "rt-2", failures=ROTATION_WRITE_ATTEMPTS)  # the store is down for the whole budget
+    with pytest.raises(ProviderError) as caught:
+        fetch(settings, flaky, provider(server))
+    assert caught.value.reason.endswith("the renewed token is kept and stored at the next refresh")
+    assert "rt-2" not in caught.value.reason and store.load("corp").refresh_token == SEED  # spent, not replaced yet
+    # The store is back: the next refresh in this process stores the kept tokens first, and uses them.
+    assert len(fetch(settings, flaky, provider(server))) == 3
+    assert store.load("corp").refresh_token == "rt-2" and store.unsaved("corp") is None
+    assert [r.form()["refresh_token"] for r in server.requests("/oauth/token")] == [SEED]  # never spent twice
+
+
+def test_negative_control_without_retries_or_memory_a_failed_write_strands_the_user(
+    make_settings, store, server, monkeypatch
+):
+    import chalicelib.oauth._session as session_module
+
+    monkeypatch.setattr(session_module, "ROTATION_WRITE_ATTEMPTS", 1)
+    rotating_server(server)
+    settings = make_settings("", CORP_REFRESH_TOKEN=SEED)
+    clock = FakeClock()
+    flaky = FlakyStore(store, "rt-2", failures=1, memory=False)
+    with pytest.raises(ProviderError):
+        fetch(settings, flaky, provider(server), clock)
+    clock.now += 3_600  # the dead session's lease expires; the next refresh spends the stored (spent) token
+    with pytest.raises(ProviderError) as caught:
+        fetch(settings, flaky, provider(server), clock)
+    assert caught.value.reason.startswith("sign in again")
+    assert [r.form()["refresh_token"] for r in server.requests("/oauth/token")] == [SEED, SEED]
+
+
+class ThrottlingKms:
+    """KMS answering ThrottlingException to the first ``throttled`` Encrypt calls."""
+
+    def __init__(self, kms: Any, throttled: int):
+        self._kms, self.throttled, self.calls = kms, throttled, 0
+
+    def encrypt(self, **request: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if self.calls <= self.throttled:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "Encrypt")
+        return self._kms.encrypt(**request)
+
+    def decrypt(self, **request: Any) -> Any:
+        return self._kms.decrypt(**request)
+
+
+def test_kms_throttling_while_encrypting_the_rotated_token_is_retried(make_settings, aws, server):
+    rotating_server(server)
+    sleeps: list[float] = []
+    kms = ThrottlingKms(aws["kms"], throttled=4)
+    throttled = OAuthTokenStore(AtomicDynamo(aws["dynamodb"]), TABLE,
+                                KmsCipher(kms, aws["key_id"], sleep=sleeps.append))
+    assert len(fetch(make_settings("", CORP_REFRESH_TOKEN=SEED), throttled, provider(server))) == 3
+    assert throttled.load("corp").refresh_token == "rt-2"
+    assert len(sleeps) == 4 and all(0 < s <= 2.0 for s in sleeps)
+
+
+def test_negative_control_kms_throttling_without_retries_fails_the_write(aws):
+    kms = ThrottlingKms(aws["kms"], throttled=1)
+    no_retries = OAuthTokenStore(aws["dynamodb"], TABLE, KmsCipher(kms, aws["key_id"], attempts=1))
+    with pytest.raises(TokenStoreError, match=r"could not encrypt the OAuth token \(ThrottlingException\)"):
+        no_retries.put(TokenRecord("corp", 1, refresh_token="rt"), None)
+
+
+def test_tokens_never_appear_in_repr():
+    record = TokenRecord("corp", 1, refresh_token="rt-secret-1", access_token="at-secret-1")
+    grant_ = TokenGrant(access_token="at-secret-2", refresh_token="rt-secret-2")
+    for text in (repr(record), repr(grant_)):
+        assert "secret" not in text

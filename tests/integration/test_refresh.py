@@ -71,8 +71,9 @@ def test_first_refresh_adds_everything_and_emits_one_event(world) -> None:
     result = world.service.refresh("all")
     assert result["revision"] == 1
     assert result["changed"] == [
-        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["a1", "a2"], "removed": [], "updated": []},
-        {"provider_id": "beta", "provider_name": "beta", "added": ["b1"], "removed": [], "updated": []},
+        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["a1", "a2"], "removed": [], "updated": [],
+         "changes": []},
+        {"provider_id": "beta", "provider_name": "beta", "added": ["b1"], "removed": [], "updated": [], "changes": []},
     ]
     assert result["unchanged"] == []
     assert result["failed"] == [{"provider_id": "gamma", "reason": "GAMMA_REFRESH_TOKEN is not set"}]
@@ -109,7 +110,8 @@ def test_add_remove_and_context_change_are_reported_exactly(world) -> None:
     ]
     result = world.service.refresh("provider", "alpha")
     assert result["changed"] == [
-        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["new"], "removed": ["drop"], "updated": ["keep"]}
+        {"provider_id": "alpha", "provider_name": "Alpha AI", "added": ["new"], "removed": ["drop"], "updated": ["keep"],
+         "changes": [{"model_id": "keep", "field": "context_length", "before": 1000, "after": 2000}]}
     ]
     assert [m["seq"] for m in world.publisher.messages] == [1, 2]
     keep = next(m for m in world.service.list_models("alpha")["models"] if m["id"] == "keep")
@@ -147,7 +149,9 @@ def test_provider_removed_from_config_leaves_at_the_next_full_refresh(world, mak
     other.fetcher.set("alpha", "a1")
     assert other.service.refresh("provider", "alpha")["changed"] == []  # one-provider scope keeps it
     result = other.service.refresh("all")
-    assert result["changed"] == [{"provider_id": "beta", "provider_name": "beta", "added": [], "removed": ["b1", "b2"], "updated": []}]
+    assert result["changed"] == [
+        {"provider_id": "beta", "provider_name": "beta", "added": [], "removed": ["b1", "b2"], "updated": [], "changes": []}
+    ]
     assert result["unchanged"] == ["alpha"]
     assert [m["provider_id"] for m in other.service.list_models()["models"]] == ["alpha"]
     remaining = world.client.query(
@@ -267,11 +271,16 @@ def test_manifest_fingerprint_matches_stored_models(world) -> None:
 
 
 def test_a_huge_last_run_is_stored_truncated_on_the_lock_item(world) -> None:
-    world.fetcher.catalog["alpha"] = [Model(provider_id="alpha", id=f"m-{i:06d}-{'x' * 40}") for i in range(60_000)]
-    result = world.service.refresh("provider", "alpha")
-    assert len(result["changed"][0]["added"]) == 60_000  # the response itself is whole
+    # 60,000 models in one run, split over two providers (one provider may list at most 50,000).
+    for provider_id in ("alpha", "beta"):
+        world.fetcher.catalog[provider_id] = [
+            Model(provider_id=provider_id, id=f"m-{i:06d}-{'x' * 40}") for i in range(30_000)
+        ]
+    world.fetcher.catalog["gamma"] = ProviderError("GAMMA_REFRESH_TOKEN is not set")
+    result = world.service.refresh("all")
+    assert [len(c["added"]) for c in result["changed"]] == [30_000, 30_000]  # the response itself is whole
     item = world.client.get_item(TableName=world.settings.tables.locks, Key={"pk": {"S": "refresh#catalog"}})["Item"]
     assert len(item["state"]["B"]) <= 110_000
     last_run = world.service.refresh_status()["last_run"]
     assert last_run["truncated"] is True and last_run["revision"] == result["revision"]
-    assert [c["provider_id"] for c in last_run["changed"]] == ["alpha"]
+    assert [c["provider_id"] for c in last_run["changed"]] == ["alpha", "beta"]

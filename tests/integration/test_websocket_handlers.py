@@ -141,6 +141,15 @@ def test_connect_is_refused_when_the_connection_cannot_be_stored(dynamodb, outbo
     assert broken.on_connect(ws_event("$connect", query={"token": TOKEN})) == {"statusCode": 500}
 
 
+def test_connect_answers_500_when_the_token_cannot_be_verified(dynamodb, connections, outbox, position):
+    def unreadable(presented):
+        raise RuntimeError("the token store is unreachable")
+
+    failing = WebsocketHandlers(unreadable, connections, EventJournal(dynamodb, TABLES.events), position, outbox)
+    assert failing.on_connect(ws_event("$connect", query={"token": TOKEN})) == {"statusCode": 500}
+    assert connections.ids() == []
+
+
 def test_connect_refused_when_no_token_is_configured(dynamodb, connections, outbox, position):
     unset = WebsocketHandlers(
         token_checker(lambda: None), connections, EventJournal(dynamodb, TABLES.events), position, outbox

@@ -253,6 +253,33 @@ def test_refresh_with_a_failed_provider_exits_1(stub: StubApi, capsys: pytest.Ca
     assert "FAILED anthropic: the provider answered HTTP 529" in capsys.readouterr().out
 
 
+HOSTILE = "gpt\x1b[2J\x1b]0;pwned\x07\x9b31m\u202eevil\r"  # clear screen, set title, C1 CSI, bidi override, CR
+
+
+def test_provider_text_cannot_drive_the_terminal(stub: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    providers = {"providers": [{**PROVIDERS["providers"][0], "name": HOSTILE, "last_error": "bad " + HOSTILE}]}
+    stub.route("GET", "/api/v1/providers", body=providers)
+    stub.route("GET", "/api/v1/models", body={"revision": 1, "models": [
+        {"provider_id": "openai", "id": HOSTILE, "display_name": HOSTILE, "context_length": None,
+         "max_output_tokens": None, "capabilities": [], "pricing": None}]})
+    stub.route("POST", "/api/v1/providers:refresh", body={
+        "revision": 2, "changed": [{"provider_id": "openai", "provider_name": HOSTILE, "added": [HOSTILE],
+                                    "removed": [], "updated": []}],
+        "unchanged": [], "failed": [{"provider_id": "x", "reason": HOSTILE}]})
+    for argv in (["providers"], ["models"], ["refresh"]):
+        run(stub, *argv)
+        out = capsys.readouterr().out
+        assert not any(ch in out for ch in "\x1b\x07\x9b\u202e\r"), (argv, out)
+        assert "gpt\\x1b[2J" in out and "\\u202eevil" in out  # shown, not obeyed
+
+
+def test_negative_control_the_hostile_text_really_holds_control_characters() -> None:
+    assert not HOSTILE.isprintable()
+    from catalog_cli.format import safe
+
+    assert safe("plain model-id café") == "plain model-id café"
+
+
 def test_refresh_json_prints_the_refresh_result(stub: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
     stub.route("POST", "/api/v1/providers:refresh", body=RESULT_FAILED)
 

@@ -6,8 +6,9 @@ import json
 import random
 
 from chalicelib.clock import utc_iso as utc_timestamp
-from chalicelib.core.domain import ProviderChange, ProviderFailure, RefreshResult
+from chalicelib.core.domain import FieldChange, ProviderChange, ProviderFailure, RefreshResult
 from chalicelib.core.events import EVENT_TYPE, build_event_message
+from chalicelib.core.results import shrunk_results
 from chalicelib.events import MAX_WIRE_BYTES, encode_for_wire
 from chalicelib.events._message import fit_to_wire, wire_size
 
@@ -102,6 +103,55 @@ def test_truncation_still_fits_when_even_the_provider_lists_are_too_big():
     # Whatever had to go is still counted, so a client knows what it is missing.
     assert payload["unchanged_count"] == 3_000
     assert payload.get("failed_count", len(payload["failed"])) == 2_000
+
+
+def priced_changes(model_id: str) -> list[FieldChange]:
+    before = {"input_per_mtok": 3.0, "output_per_mtok": 15.0, "cache_read_per_mtok": 0.3, "cache_write_per_mtok": 3.75}
+    return [
+        FieldChange(model_id=model_id, field="context_length", before=128_000, after=200_000),
+        FieldChange(model_id=model_id, field="pricing", before=before, after={**before, "input_per_mtok": 2.5}),
+        FieldChange(model_id=model_id, field="status", before="deprecated", after="active"),
+    ]
+
+
+def result_with_changes(models: int) -> RefreshResult:
+    ids = [f"model-{i:05d}" for i in range(models)]
+    change = ProviderChange(
+        provider_id="or", provider_name="OpenRouter", updated=ids, changes=[c for i in ids for c in priced_changes(i)]
+    )
+    return RefreshResult(revision=4, changed=[change], unchanged=["quiet"], failed=[])
+
+
+def test_field_changes_are_dropped_first_and_the_ids_stay() -> None:
+    original = build_event_message(5, EPOCH, utc_timestamp(0), result_with_changes(1_000))
+    assert wire_size(original) > MAX_WIRE_BYTES  # the changes are what does not fit
+    assert wire_size({**original, "payload": {**original["payload"], "changed": [
+        {**original["payload"]["changed"][0], "changes": []}]}}) < MAX_WIRE_BYTES  # the ids alone would
+    sent = json.loads(encode_for_wire(original))
+    assert sent["truncated"] is True and sent["payload"]["truncated"] is True
+    [entry] = sent["payload"]["changed"]
+    assert entry["updated"] == [f"model-{i:05d}" for i in range(1_000)]  # every id is still there
+    assert entry["changes"] == [] and entry["changes_count"] == 3_000
+    assert sent["payload"]["unchanged"] == ["quiet"]
+
+
+def test_then_the_ids_go_as_before_with_every_count() -> None:
+    original = build_event_message(6, EPOCH, utc_timestamp(0), result_with_changes(12_000))
+    sent = json.loads(encode_for_wire(original))
+    [entry] = sent["payload"]["changed"]
+    assert entry["updated"] == [] and entry["changes"] == []
+    assert (entry["updated_count"], entry["changes_count"]) == (12_000, 36_000)
+
+
+def test_the_stand_ins_drop_changes_before_ids() -> None:
+    payload = result_with_changes(2).model_dump(mode="json")
+    first, second, *_ = shrunk_results(payload)
+    assert first["changed"][0]["updated"] == ["model-00000", "model-00001"] and first["changed"][0]["changes"] == []
+    assert first["changed"][0]["changes_count"] == 6
+    assert second["changed"][0]["updated"] == [] and second["changed"][0]["updated_count"] == 2
+    # Without field changes there is nothing to drop first: the stand-ins start with the ids, as before.
+    plain = result(revision=2).model_dump(mode="json")
+    assert next(shrunk_results(plain))["changed"][0]["added"] == []
 
 
 # --- journal writes ---------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def test_negative_control_a_cycle_is_found() -> None:
                              "chalicelib.providers.kinds"}),
         ("chalicelib.storage", {"chalicelib.core", "chalicelib.storage", "chalicelib.errors", "chalicelib.clock",
                                 "chalicelib.logs"}),
+        ("chalicelib.exports", {"chalicelib.core", "chalicelib.exports", "chalicelib.catalog_config"}),
     ],
 )
 def test_inner_layers_import_only_what_is_below_them(layer: str, may_import: set[str]) -> None:

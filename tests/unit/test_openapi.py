@@ -24,6 +24,7 @@ from chalicelib.core.domain import (
     RefreshStatus,
 )
 from chalicelib.entrypoints import openapi, rest
+from chalicelib.entrypoints.query_params import MODEL_PARAMETERS
 from chalicelib.errors import LockLost, RefreshInProgress
 from tests.conftest import REPO
 
@@ -96,12 +97,15 @@ def test_path_parameters_match_the_route_variables(document) -> None:
         assert declared == variables, f"{method} {path}"
 
 
-def test_models_takes_provider_id_limit_and_cursor(document) -> None:
-    parameters = {p["name"]: p for p in document["paths"]["/api/v1/models"]["get"]["parameters"]}
-    assert set(parameters) == {"provider_id", "limit", "cursor"}
-    assert all(p["in"] == "query" and not p.get("required") for p in parameters.values())
-    assert all(p["allowEmptyValue"] for p in parameters.values())  # api.list_models reads "" as absent
-    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 10_000}
+def test_models_takes_the_filters_and_paging_of_section_8(document) -> None:
+    parameters = {p["name"]: p for p in document["paths"]["/api/v1/models"]["get"]["parameters"] if p["in"] == "query"}
+    assert set(parameters) == set(MODEL_PARAMETERS)
+    assert all(not p.get("required") for p in parameters.values())
+    assert all(p["allowEmptyValue"] for p in parameters.values())  # query_params reads "" as absent
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 5_000}
+    assert parameters["capability"]["schema"]["items"]["enum"] == list(CAPABILITIES)
+    assert (parameters["capability"]["style"], parameters["capability"]["explode"]) == ("form", True)
+    assert parameters["status"]["schema"]["enum"] == ["active", "deprecated"]
     model_list = document["components"]["schemas"]["ModelList"]
     assert model_list["required"] == ["revision", "models"] and "next_cursor" in model_list["properties"]
 
@@ -113,9 +117,16 @@ def test_the_bearer_scheme_protects_every_route_but_the_public_ones(document) ->
     public = {path for (_, path), op in operations(document).items() if op.get("security") == []}
     import app  # noqa: F401 - registers the routes and the scope each declares
 
+    # Routes that take a `read` token in their path lift the bearer requirement too, and answer 401 for a bad one.
+    in_url = {path for (_, path) in rest.PATH_TOKEN_ROUTES}
+    assert in_url and in_url <= public
+    public -= in_url
     assert public == rest.public_paths() == {"/", "/assets/{name}", "/api/v1/health", "/api/v1/openapi.json"}
     for (method, path), operation in operations(document).items():
-        if path in public:
+        if path in in_url:
+            assert operation["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}
+            assert operation["responses"]["403"] == {"$ref": "#/components/responses/UrlTokenRefused"}
+        elif path in public:
             assert "401" not in operation["responses"], f"{method} {path}"
         else:
             assert "security" not in operation, f"{method} {path} must inherit the bearer requirement"
@@ -158,7 +169,7 @@ def test_each_error_status_names_its_codes(document) -> None:
 
     assert codes("Unauthorized") == ["unauthorized"]
     assert set(codes("NotFound")) == {"not_found", "provider_not_found"}
-    assert set(codes("BadRequest")) == {"bad_request", "unknown_action"}
+    assert set(codes("BadRequest")) == {"bad_request", "invalid_parameter", "unknown_action"}
     assert codes("RefreshInProgress") == ["refresh_in_progress"]
     assert "internal_error" in codes("InternalError")
 
@@ -167,7 +178,7 @@ def test_refresh_routes_document_409_with_a_required_retry_after(document) -> No
     conflict = document["components"]["responses"]["RefreshInProgress"]
     assert conflict["headers"]["Retry-After"]["required"] is True
     assert conflict["headers"]["Retry-After"]["schema"]["type"] == "integer"
-    posts = {path for (method, path) in operations(document) if method == "POST"}
+    posts = {path for (method, path), op in operations(document).items() if method == "POST" and "refresh" in op["tags"]}
     assert len(posts) == 5
     for path in posts:
         responses = document["paths"][path]["post"]["responses"]
@@ -179,17 +190,27 @@ def test_refresh_routes_document_409_with_a_required_retry_after(document) -> No
 
 def test_documented_statuses_per_route(document) -> None:
     statuses = {key: set(op["responses"]) for key, op in operations(document).items()}
-    assert statuses[("GET", "/api/v1/models")] == {"200", "400", "401", "404", "500", "503"}
-    assert statuses[("POST", "/api/v1/providers/{provider_id}")] == {"200", "400", "401", "404", "409", "500", "503"}
-    assert statuses[("POST", "/api/v1/{resource}")] == {"200", "400", "401", "404", "409", "500", "503"}
-    assert statuses[("POST", "/api/v1/providers/{provider_id}/refresh")] == {"200", "401", "404", "409", "500", "503"}
-    assert statuses[("POST", "/api/v1/providers:refresh")] == {"200", "401", "409", "500", "503"}
+    assert statuses[("GET", "/api/v1/models")] == {"200", "304", "400", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/providers")] == {"200", "304", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/changes")] == {"200", "400", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/changes.atom")] == {"200", "304", "401", "500", "503"}
+    refresh = {"403"}  # a `read` token is refused from refreshing (insufficient_scope)
+    assert statuses[("POST", "/api/v1/providers/{provider_id}")] == {"200", "400", "401", "404", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/{resource}")] == {"200", "400", "401", "404", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/providers/{provider_id}/refresh")] == {"200", "401", "404", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/providers:refresh")] == {"200", "401", "409", "500", "503"} | refresh
+    assert statuses[("POST", "/api/v1/tokens")] == {"201", "400", "401", "403", "500", "503"}
+    assert statuses[("DELETE", "/api/v1/tokens/{token_id}")] == {"204", "401", "403", "404", "500", "503"}
+    assert statuses[("GET", "/api/v1/export/litellm.json")] == {"200", "304", "401", "500", "503"}
+    assert statuses[("GET", "/api/v1/feeds/{token}/models.dev")] == {"200", "304", "401", "403", "500", "503"}
     assert statuses[("GET", "/api/v1/health")] == {"200", "500"}
 
 
 def test_component_schemas_come_from_the_domain_models(document) -> None:
     schemas = document["components"]["schemas"]
-    optional = {"RefreshResult": {"truncated"}}  # only on a result too big to store or send whole
+    # Only on a result too big to store or send whole: the flag and the lengths of the lists that had to go.
+    optional = {"RefreshResult": {"truncated", "changed_count", "unchanged_count", "failed_count"},
+                "ProviderChange": {"added_count", "removed_count", "updated_count"}}
     for model in DOMAIN_MODELS:
         schema = schemas[model.__name__]
         assert set(schema["properties"]) == set(model.model_fields) | optional.get(model.__name__, set()), model.__name__
@@ -291,3 +312,32 @@ def test_every_409_of_the_edge_carries_the_documented_retry_after(document, erro
     assert response.status_code == 409
     assert response.headers["Retry-After"] == retry_after
     assert validator(document, "Error").is_valid(response.body)
+
+
+def test_lifecycle_modalities_cache_prices_and_field_changes_are_documented(document) -> None:
+    """docs/reference.md §10: the new Model fields and RefreshResult's changes, as the service sends them."""
+    from datetime import date
+
+    from chalicelib.core.domain import FieldChange, Modalities
+
+    model = Model(
+        provider_id="or", id="a/b", status="deprecated", retires_at=date(2026, 10, 23),
+        modalities=Modalities(input=("text", "image"), output=("text",)),
+        pricing=Pricing(input_per_mtok=3.0, output_per_mtok=15.0, cache_read_per_mtok=0.3),
+    ).model_dump(mode="json")
+    assert model["retires_at"] == "2026-10-23" and model["pricing"]["cache_write_per_mtok"] is None
+    models = validator(document, "ModelList")
+    assert models.is_valid({"revision": 1, "models": [model]})
+    assert not models.is_valid({"revision": 1, "models": [{**model, "status": "retired"}]})
+    assert not models.is_valid({"revision": 1, "models": [{**model, "status": None}]})  # never null
+    assert not models.is_valid({"revision": 1, "models": [{**model, "modalities": {"input": ["smell"], "output": []}}]})
+    assert not models.is_valid({"revision": 1, "models": [{k: v for k, v in model.items() if k != "status"}]})
+    change = ProviderChange(provider_id="or", provider_name="OpenRouter", updated=["a/b"], changes=[
+        FieldChange(model_id="a/b", field="context_length", before=128_000, after=200_000),
+        FieldChange(model_id="a/b", field="pricing", before=None, after=model["pricing"]),
+    ])
+    result = RefreshResult(revision=2, changed=[change]).model_dump(mode="json")
+    results = validator(document, "RefreshResult")
+    assert results.is_valid(result)
+    drifted = {**result["changed"][0], "changes": [{**result["changed"][0]["changes"][0], "field": "colour"}]}
+    assert not results.is_valid({**result, "changed": [drifted]})

@@ -10,7 +10,14 @@ import pytest
 from chalicelib.catalog_config import CatalogConfig
 from chalicelib.core.domain import ModelRecord, models_fingerprint
 from chalicelib.core.manifest import Manifest, ProviderEntry
-from chalicelib.core.plan import FetchOutcome, RefreshPlan, lists_to_read, plan_refresh, select_providers
+from chalicelib.core.plan import (
+    FetchOutcome,
+    RefreshPlan,
+    lists_to_read,
+    lists_to_verify,
+    plan_refresh,
+    select_providers,
+)
 from chalicelib.core.schedule import ScheduleState
 from chalicelib.core.state import ProviderStatus, RefreshState
 from chalicelib.errors import ProviderNotFound
@@ -68,7 +75,7 @@ def test_a_first_answer_adds_everything_in_one_new_generation() -> None:
     assert result.changes_catalog
     assert result.result.revision == 1
     assert [c.model_dump() for c in result.result.changed] == [
-        {"provider_id": "a", "provider_name": "a", "added": ["m1", "m2"], "removed": [], "updated": []}
+        {"provider_id": "a", "provider_name": "a", "added": ["m1", "m2"], "removed": [], "updated": [], "changes": []}
     ]
     assert result.generation == "r00000001-t7"
     assert list(result.new_lists) == ["a"]
@@ -134,7 +141,8 @@ def test_a_provider_removed_from_the_config_leaves_at_a_full_refresh_only() -> N
     state = RefreshState(providers={"gone": ProviderStatus(last_error="x"), "a": ProviderStatus()})
     full = plan(catalog, manifest, outcomes, stored={"gone": records("g1", "g2")}, state=state)
     assert [c.model_dump() for c in full.result.changed] == [
-        {"provider_id": "gone", "provider_name": "gone", "added": [], "removed": ["g1", "g2"], "updated": []}
+        {"provider_id": "gone", "provider_name": "gone", "added": [], "removed": ["g1", "g2"], "updated": [],
+         "changes": []}
     ]
     assert full.removed == ("gone",) and full.new_lists == {}
     assert "gone" not in full.next_manifest(manifest, {}).providers
@@ -191,3 +199,58 @@ def test_scopes_select_their_providers() -> None:
     assert [p.id for p in select_providers(catalog, "provider", "a")] == ["a"]
     with pytest.raises(ProviderNotFound):
         select_providers(catalog, "provider", "nope")
+
+
+# -- broken stored lists (missing or unreadable chunks) -------------------------------------------------------
+
+
+def test_an_unchanged_provider_whose_stored_list_is_broken_is_written_again_without_an_event() -> None:
+    stored = records("m1", "m2")
+    manifest = stored_manifest(a=stored, b=records("x"))
+    outcomes = [FetchOutcome.succeeded("a", stored), FetchOutcome.succeeded("b", records("x"))]
+    healthy = plan(config(openai("a"), openai("b")), manifest, outcomes)
+    assert not healthy.writes_catalog and healthy.generation is None  # the negative control: nothing to write
+
+    repair = plan_refresh(
+        manifest=manifest, state=RefreshState(), outcomes=outcomes, stored={}, config=config(openai("a"), openai("b")),
+        scope="all", trigger="manual", now=NOW, deployment_id="d", lease_token=7,
+        broken={"a": "its stored models are incomplete (0 of 1 chunks found)"},
+    )
+    assert repair.writes_catalog and not repair.changes_catalog
+    assert repair.repaired == ("a",) and list(repair.new_lists) == ["a"]
+    assert repair.result.unchanged == ["a", "b"] and repair.result.changed == []
+    assert repair.result.revision == 3 and repair.generation == "r00000003-t7"
+    flipped = repair.next_manifest(manifest, {"a": 1})
+    assert (flipped.revision, flipped.epoch, flipped.seq) == (3, "ep", 3)  # same content: no revision, no event seq
+    assert flipped.providers["a"].generation == "r00000003-t7" and flipped.providers["b"] == manifest.providers["b"]
+    assert flipped.providers["a"].fingerprint == manifest.providers["a"].fingerprint
+
+
+def test_a_changed_provider_whose_stored_list_is_broken_is_diffed_against_nothing() -> None:
+    manifest = stored_manifest(a=records("m1", "m2", "m3", "m4"))
+    shrunk = [FetchOutcome.succeeded("a", records("m1"))]
+    broken = {"a": "chunk MODELS#a/g#00000 of its stored models cannot be decoded (error)"}
+    refused = plan_refresh(
+        manifest=manifest, state=RefreshState(), outcomes=shrunk, stored={}, config=config(openai("a")),
+        scope="all", trigger="manual", now=NOW, deployment_id="d", lease_token=7, broken=broken,
+    )
+    assert "dropped from 4 to 1" in refused.result.failed[0].reason  # the shrink guard still knows the count
+    grown = [FetchOutcome.succeeded("a", records("m1", "m2", "m3", "m5"))]
+    decided = plan_refresh(
+        manifest=manifest, state=RefreshState(), outcomes=grown, stored={}, config=config(openai("a")),
+        scope="all", trigger="manual", now=NOW, deployment_id="d", lease_token=7, broken=broken,
+    )
+    assert decided.result.changed[0].added == ["m1", "m2", "m3", "m5"] and decided.changes_catalog
+
+
+def test_lists_to_verify_are_the_stored_lists_nobody_reads() -> None:
+    manifest = stored_manifest(a=records("m1"), b=records("x"), c=records("y"))
+    outcomes = [
+        FetchOutcome.succeeded("a", records("m1")),  # unchanged: judged by fingerprint, so checked
+        FetchOutcome.succeeded("b", records("x", "z")),  # changed: read for the diff
+        FetchOutcome.failed("c", "down"),  # failed: its list is kept as is
+        FetchOutcome.succeeded("d", records("new")),  # new: nothing stored
+    ]
+    read = lists_to_read(manifest, outcomes, config(openai("a"), openai("b"), openai("c"), openai("d")), "all")
+    assert read == ["b"]
+    assert lists_to_verify(manifest, outcomes, read) == ["a"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
-from chalicelib.core.domain import Model, Pricing
+from chalicelib.core.domain import Modalities, Model, Pricing
 from chalicelib.errors import ProviderError
 from tests.fakes import fetch_once, fixture_json
 
@@ -25,14 +27,22 @@ def test_openrouter_prices_per_token_become_per_million(settings, server):
         context_length=1000000,
         max_output_tokens=64000,
         capabilities=("files", "reasoning", "tools", "vision"),
-        pricing=Pricing(input_per_mtok=3.0, output_per_mtok=15.0),
+        # input_cache_read "0.0000003" / input_cache_write "0.00000375" per token
+        pricing=Pricing(input_per_mtok=3.0, output_per_mtok=15.0, cache_read_per_mtok=0.3, cache_write_per_mtok=3.75),
+        status="active",  # expiration_date: null
+        retires_at=None,
+        modalities=Modalities(input=("text", "image", "pdf"), output=("text",)),  # OpenRouter's "file" is a PDF
     )
-    assert models["openai/gpt-4o-mini"].pricing == Pricing(input_per_mtok=0.15, output_per_mtok=0.6)
+    assert models["openai/gpt-4o-mini"].pricing == Pricing(
+        input_per_mtok=0.15, output_per_mtok=0.6, cache_read_per_mtok=0.075  # no input_cache_write: None
+    )
     assert models["openai/gpt-4o-mini"].capabilities == ("files", "tools", "vision")
     free = models["meta-llama/llama-3.3-70b-instruct:free"]
     assert free.pricing == Pricing(input_per_mtok=0.0, output_per_mtok=0.0)  # "0" is a real price
     assert free.max_output_tokens is None
     assert free.capabilities == ("tools",)
+    assert free.modalities == Modalities(input=("text",), output=("text",))
+    assert {m.status for m in models.values()} == {"active"}
     assert "authorization" not in server.requests()[0].headers  # no api_key_env: the list is public
 
 
@@ -51,6 +61,33 @@ def test_openrouter_unknown_prices_are_none(settings, server, prices, expected):
     [model] = fetch_once(settings, config)
     assert model.pricing == expected
     assert server.requests()[0].headers["authorization"] == "Bearer sk-or-v1-0123456789abcdef"
+
+
+def test_openrouter_expiration_date_deprecates_the_model(settings, server):
+    body = fixture_json("openrouter_models.json")
+    assert {item["expiration_date"] for item in body["data"]} == {None}  # the recorded answer: nothing expires
+    body["data"][1]["expiration_date"] = "2026-04-30"
+    body["data"][2]["expiration_date"] = "not a date"
+    server.route("GET", "/api/v1/models", json=body)
+    models = {m.id: m for m in fetch_once(settings, {"id": "or", "kind": "openrouter", "base_url": server.url + "/api/v1"})}
+    expiring = models["openai/gpt-4o-mini"]
+    assert (expiring.status, expiring.retires_at) == ("deprecated", date(2026, 4, 30))
+    assert (models["meta-llama/llama-3.3-70b-instruct:free"].status, models["anthropic/claude-sonnet-4.5"].status) == (
+        "active",
+        "active",
+    )
+
+
+def test_openrouter_without_architecture_or_cache_prices(settings, server):
+    item = {"id": "x/y", "pricing": {"prompt": "0.000001", "completion": "0.000002", "input_cache_read": "-1"}}
+    server.route("GET", "/api/v1/models", json={"data": [item, {"id": "x/embed", "architecture": {
+        "input_modalities": ["text"], "output_modalities": ["embeddings"]}}]})
+    models = {m.id: m for m in fetch_once(settings, {"id": "or", "kind": "openrouter", "base_url": server.url + "/api/v1"})}
+    assert models["x/y"].modalities is None  # nothing said: unknown, not "none"
+    assert models["x/y"].pricing == Pricing(input_per_mtok=1.0, output_per_mtok=2.0)  # "-1" is no cache price
+    # "embeddings" is no modality of the vocabulary: it stays a capability.
+    assert models["x/embed"].modalities == Modalities(input=("text",), output=())
+    assert models["x/embed"].capabilities == ("embedding",)
 
 
 def test_ollama_tags(settings, server):
@@ -101,14 +138,32 @@ def test_registry_ids_limits_costs_and_capabilities(settings, server):
         context_length=1000000,
         max_output_tokens=128000,
         capabilities=("files", "reasoning", "tools", "vision"),
-        pricing=Pricing(input_per_mtok=5.0, output_per_mtok=25.0),
+        # cost.cache_read / cost.cache_write (the experimental "fast" mode's prices are not the model's)
+        pricing=Pricing(input_per_mtok=5.0, output_per_mtok=25.0, cache_read_per_mtok=0.5, cache_write_per_mtok=6.25),
+        status="active",  # no status in the file
+        modalities=Modalities(input=("text", "image", "pdf"), output=("text",)),
     )
-    assert models["openai/gpt-5"].pricing == Pricing(input_per_mtok=1.25, output_per_mtok=10.0)
+    assert models["openai/gpt-5"].pricing == Pricing(input_per_mtok=1.25, output_per_mtok=10.0, cache_read_per_mtok=0.125)
+    assert models["openai/gpt-5"].modalities == Modalities(input=("text", "image"), output=("text",))
+    assert models["deepseek/deepseek-chat"].pricing.cache_read_per_mtok == 0.0028
     assert models["openai/gpt-5"].capabilities == ("reasoning", "tools", "vision")
     assert models["deepseek/deepseek-chat"].capabilities == ("tools",)
     assert models["lmstudio/qwen/qwen3-30b-a3b-2507"].pricing == Pricing(input_per_mtok=0.0, output_per_mtok=0.0)
     assert models["lmstudio/qwen/qwen3-30b-a3b-2507"].context_length == 262144
     assert server.requests("/api.json")[0].headers["authorization"] == "Bearer reg-token-abcdef"
+
+
+def test_registry_status_deprecated(settings, server):
+    body = fixture_json("models_dev_api.json")
+    models = body["openai"]["models"]
+    assert not any("status" in m for p in body.values() for m in p["models"].values())  # recorded: all current
+    models["gpt-4o-mini"]["status"] = "deprecated"
+    models["gpt-5"]["status"] = "beta"  # models.dev's other statuses are still served: active
+    server.route("GET", "/api.json", json=body)
+    found = {m.id: m for m in fetch_once(settings, {"id": "md", "kind": "registry", "url": server.url + "/api.json"})}
+    assert (found["openai/gpt-4o-mini"].status, found["openai/gpt-4o-mini"].retires_at) == ("deprecated", None)
+    assert found["openai/gpt-5"].status == "active"
+    assert found["anthropic/claude-opus-4-6"].status == "active"
 
 
 def test_registry_of_the_wrong_shape(settings, server):

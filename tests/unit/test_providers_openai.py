@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
-from chalicelib.core.domain import Model
+from chalicelib.core.domain import Model, model_record
 from chalicelib.errors import ProviderError
 from tests.fakes import FakeProviderServer, fetch_once, fixture_json
 
@@ -60,6 +62,29 @@ def test_mistral_max_context_length_and_capabilities(settings, server):
     assert models["devstral-small-2507"].capabilities == ("tools",)
     assert models["mistral-moderation-latest"].context_length == 8192
     assert models["mistral-moderation-latest"].capabilities == ()
+
+
+def test_openai_shutdown_date_deprecates_the_model_until_that_day(settings, server):
+    models = by_id(fetch(settings, server, "openai_models.json"))
+    retiring = models["gpt-4-0613"]  # "shutdown_date": "2026-10-23"
+    assert (retiring.status, retiring.retires_at) == ("deprecated", date(2026, 10, 23))
+    assert model_record(retiring)["retires_at"] == "2026-10-23"  # as stored and served: an ISO-8601 date
+    assert all(models[i].status == "active" and models[i].retires_at is None
+               for i in ("gpt-4o-mini", "text-embedding-3-small"))  # no shutdown_date: active
+
+
+def test_mistral_deprecation_date_time_deprecates_the_model(settings, server):
+    body = fixture_json("mistral_models.json")
+    assert {item["deprecation"] for item in body["data"]} == {None}  # the recorded answer: nothing deprecated
+    assert {m.status for m in fetch(settings, server, "mistral_models.json")} == {"active"}
+    body["data"][2]["deprecation"] = "2026-03-31T12:00:00Z"  # a date-time, as Mistral's schema allows
+    body["data"][1]["deprecation"] = "soon"  # not a date: nothing is claimed
+    server.route("GET", "/v1/models", json=body)
+    models = by_id(fetch_once(settings, {"id": "p", "kind": "openai", "base_url": server.url + "/v1"}))
+    moderation = models["mistral-moderation-latest"]
+    assert (moderation.status, moderation.retires_at) == ("deprecated", date(2026, 3, 31))
+    assert (models["devstral-small-2507"].status, models["devstral-small-2507"].retires_at) == ("active", None)
+    assert models["mistral-medium-latest"].status == "active"
 
 
 def test_together_bare_array_with_display_names(settings, server):

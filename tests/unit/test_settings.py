@@ -89,7 +89,9 @@ def test_env_override_without_a_section(tmp_path: Path) -> None:
         (PROVIDER.replace('kind = "openai"', 'kind = "bedrock"'), {}, "providers[0].kind: unknown kind 'bedrock'"),
         (PROVIDER.replace('id = "openai"', 'id = "open ai"'), {}, "providers[0].id: String should match"),
         (PROVIDER + 'colour = "red"\n', {}, "providers[0].colour: unknown key"),
-        (PROVIDER + 'model_filter = "gpt-("\n', {}, "providers[0].model_filter: Value error, not a valid regular expression"),
+        (PROVIDER + 'model_filter = "gpt-("\n', {},
+         "providers[0].model_filter: Value error, not a regular expression the linear-time engine (RE2) accepts"),
+        (PROVIDER + 'model_filter = "(a)\\\\1"\n', {}, "backreferences and lookaround are not supported"),
         (PROVIDER + "timeout_ms = 0\n", {}, "providers[0].timeout_ms: Input should be greater than 0"),
         ('[[providers]]\nid = "r"\nkind = "registry"\n', {}, "providers[0]: Value error, kind 'registry' requires `url`"),
         (
@@ -176,3 +178,43 @@ def test_schedule_rate_is_a_stage_setting() -> None:
     assert schedule_rate_minutes({"MODEL_CATALOG_SCHEDULE_RATE_MINUTES": "5"}) == 5
     with pytest.raises(ConfigError, match="minimum is 1 minute"):
         schedule_rate_minutes({"MODEL_CATALOG_SCHEDULE_RATE_MINUTES": "0"})
+
+
+def test_secrets_never_appear_in_repr_of_settings_or_config(tmp_path) -> None:
+    config = tmp_path / "catalog.toml"
+    config.write_text(
+        '[[providers]]\nid = "x"\nkind = "openai"\n'
+        'base_url = "https://user:hunter2@api.example.com/v1?api_key=sk-in-url"\n'
+        'headers = { Authorization = "Bearer sk-in-header", X-Team = "research" }\n'
+    )
+    settings = settings_from_env({"MODEL_CATALOG_CONFIG": str(config), "MODEL_CATALOG_API_TOKEN": "admin-tok-1"})
+    for text in (repr(settings), str(settings), repr(settings.config.providers[0]), str(settings.config)):
+        for secret in ("admin-tok-1", "hunter2", "sk-in-url", "sk-in-header", "research"):
+            assert secret not in text, (secret, text)
+    shown = repr(settings.config.providers[0])
+    assert "base_url='https://api.example.com/v1?…'" in shown and "headers={'Authorization': '***'" in shown
+    # The values themselves are intact for the code that uses them.
+    assert settings.api_token == "admin-tok-1"
+    assert settings.config.providers[0].headers["Authorization"] == "Bearer sk-in-header"
+
+
+@pytest.mark.parametrize(
+    ("options", "fits"),
+    [
+        ("", True),  # the defaults: 5 s + 15 s
+        ("lock_wait_ms = 2000\nmanual_run_deadline_ms = 20000\n", True),
+        ("lock_wait_ms = 8000\nmanual_run_deadline_ms = 18000\n", False),  # version 1's defaults: 26 s + commit
+        ("manual_run_deadline_ms = 20000\n", False),
+    ],
+)
+def test_a_manual_refresh_budget_over_the_rest_timeout_is_a_startup_error(tmp_path: Path, options, fits) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[model_catalog]\n" + options)
+    if fits:
+        load_config(path, {})
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: model_catalog: lock_wait_ms (")
+    assert "manual_run_deadline_ms" in message and "at most 22000 ms" in message and "29 s" in message
