@@ -97,7 +97,8 @@ class TokenNotAllowedInUrl(CatalogError):
 
     def __init__(self, scope: str):
         super().__init__(
-            f"a {scope!r} token must not appear in a URL (URLs end up in access logs): use a 'read' token here, "
+            f"{'an' if scope[:1] in 'aeiou' else 'a'} {scope!r} token must not appear in a URL (URLs end up in access "
+            "logs): use a 'read' token here, "
             "or send the token in the Authorization header of /api/v1/export/…"
         )
 
