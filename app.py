@@ -140,6 +140,41 @@ def catalog_export(name: str) -> Callable[[], Any]:
 for _path, _name in export_paths().items():
     export_routes(_path, catalog_export(_name))
 export_routes("changes.atom", lambda: rest.changes_atom(runtime().changes, app.current_request))
+@route(f"{PREFIX}/webhooks", scope="admin", methods=["POST"])
+def create_webhook():
+    return rest.created(runtime().webhooks.create(rest.json_body(app.current_request)))
+
+
+@route(f"{PREFIX}/webhooks", scope="admin", methods=["GET"])
+def list_webhooks():
+    return runtime().webhooks.list()
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}", scope="admin", methods=["GET"])
+def get_webhook(webhook_id):
+    return runtime().webhooks.get(webhook_id)
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}", scope="admin", methods=["DELETE"])
+def delete_webhook(webhook_id):
+    runtime().webhooks.delete(webhook_id)
+    return rest.no_content()
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}/attempts", scope="admin", methods=["GET"])
+def webhook_attempts(webhook_id):
+    return runtime().webhooks.attempts(webhook_id)
+
+
+@route(f"{PREFIX}/webhooks/{{webhook_id}}/replay", scope="admin", methods=["POST"])
+def replay_webhook(webhook_id):
+    return rest.accepted(runtime().webhooks.replay(webhook_id, rest.json_body(app.current_request)))
+
+
+@app.lambda_function(name="webhook_dispatch")
+def webhook_dispatch(event, context):
+    """Invoked asynchronously after a commit (and after a replay): relay the event, send what is due."""
+    return runtime().webhook_dispatcher.handle(event)
 
 
 @app.schedule(Rate(schedule_rate_minutes(), unit=Rate.MINUTES))

@@ -236,6 +236,62 @@ def cmd_watch(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     return watcher.run()
 
 
+def cmd_webhooks(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    """``webhooks list|create|delete|attempts|replay`` (docs/reference.md §9)."""
+    action = args.webhooks_command
+    path = f"/webhooks/{quote(args.id, safe='')}" if getattr(args, "id", None) else "/webhooks"
+    if action == "list":
+        body = client.get("/webhooks")
+        if args.json:
+            print_json(body, out)
+            return EXIT_OK
+        rows = [
+            [
+                w["id"],
+                w["url"],
+                "yes" if w["enabled"] else "no",
+                f"{w['deliveries']['succeeded']}/{w['deliveries']['failed']}/{w['deliveries']['pending']}",
+                ",".join(w.get("provider_ids") or []) or "all",
+                clip(w.get("disabled_reason") or w.get("last_error") or "-"),
+            ]
+            for w in body.get("webhooks") or []
+        ]
+        print(format_table(["ID", "URL", "ENABLED", "OK/FAILED/PENDING", "PROVIDERS", "LAST ERROR"], rows), file=out)
+        return EXIT_OK
+    if action == "create":
+        request: dict[str, Any] = {"url": args.endpoint}
+        if args.description is not None:
+            request["description"] = args.description
+        if args.provider:
+            request["provider_ids"] = args.provider
+        created = client.post("/webhooks", request)
+        if args.json:
+            print_json(created, out)
+            return EXIT_OK
+        print(f"webhook {created['id']} → {created['url']}", file=out)
+        print(f"secret  {created['secret']}  (shown only now: keep it to verify the signatures)", file=out)
+        return EXIT_OK
+    if action == "delete":
+        client.delete(path)
+        print(f"webhook {args.id} deleted", file=out)
+        return EXIT_OK
+    if action == "attempts":
+        body = client.get(f"{path}/attempts")
+        if args.json:
+            print_json(body, out)
+            return EXIT_OK
+        rows = [[a["at"], a["message_id"], str(a["attempt"]), str(a["status_code"] or "-"), clip(a["error"] or "-")]
+                for a in body.get("attempts") or []]
+        print(format_table(["AT", "MESSAGE", "ATTEMPT", "STATUS", "ERROR"], rows, right=[2, 3]), file=out)
+        return EXIT_OK
+    body = client.post(f"{path}/replay", {"since": args.since})
+    if args.json:
+        print_json(body, out)
+    else:
+        print(f"{body['replayed']} message(s) queued for delivery again", file=out)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ApiClient, argparse.Namespace, TextIO], int]] = {
     "providers": cmd_providers,
     "models": cmd_models,
@@ -243,5 +299,6 @@ COMMANDS: dict[str, Callable[[ApiClient, argparse.Namespace, TextIO], int]] = {
     "status": cmd_status,
     "changes": cmd_changes,
     "watch": cmd_watch,
+    "webhooks": cmd_webhooks,
     "tokens": cmd_tokens,
 }

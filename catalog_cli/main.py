@@ -115,6 +115,26 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     watch.add_argument("--json", action="store_true", help="print each event as one JSON line")
     watch.add_argument("--ws-url", metavar="URL", help="WebSocket URL (default: from the service's client-config)")
 
+    webhooks = commands.add_parser("webhooks", parents=[common], help="manage webhook endpoints (admin token)")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="<action>", required=True)
+    listing = webhook_commands.add_parser("list", parents=[common], help="endpoints, delivery counts, health")
+    listing.add_argument("--json", action="store_true", help="print the API response as JSON")
+    create = webhook_commands.add_parser("create", parents=[common], help="add an endpoint (prints its secret once)")
+    create.add_argument("endpoint", metavar="URL", help="where to POST the events")
+    create.add_argument("--description", help="a note for people")
+    create.add_argument("--provider", action="append", metavar="ID",
+                        help="only events that change this provider (repeatable)")
+    create.add_argument("--json", action="store_true", help="print the API response as JSON")
+    delete = webhook_commands.add_parser("delete", parents=[common], help="remove an endpoint")
+    delete.add_argument("id")
+    attempts = webhook_commands.add_parser("attempts", parents=[common], help="an endpoint's attempts, newest first")
+    attempts.add_argument("id")
+    attempts.add_argument("--json", action="store_true", help="print the API response as JSON")
+    replay = webhook_commands.add_parser("replay", parents=[common], help="deliver again every event after a seq")
+    replay.add_argument("id")
+    replay.add_argument("--since", type=int, required=True, metavar="SEQ", help="replay the events after this seq")
+    replay.add_argument("--json", action="store_true", help="print the API response as JSON")
+
     tick = commands.add_parser(
         "tick", help="run the scheduled due-check now, against DynamoDB with your AWS credentials"
     )

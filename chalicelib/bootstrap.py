@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.auth import Authenticator
     from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
-    from chalicelib.events import EventPublisher, WebsocketSender
+    from chalicelib.events import EventPublisher, WebhookDispatcher, WebsocketSender
     from chalicelib.oauth import OAuthTokenStore
     from chalicelib.refresh import Fetcher, RefreshEngine
     from chalicelib.secrets import SecretResolver
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
     from chalicelib.tokens import TokenService
+    from chalicelib.webhook_service import WebhookService
 
 
 class AwsClients:
@@ -122,6 +123,8 @@ class Container:
     fetcher_factory: Callable[[], Fetcher]
     changes: ChangeFeed
     tokens: TokenService
+    webhooks: WebhookService
+    webhook_dispatcher: WebhookDispatcher
 
     def public_ws_url(self) -> str | None:
         current = self.settings
@@ -139,13 +142,26 @@ def bootstrap(
     fetcher_factory: Callable[[], Fetcher] | None = None,
     send: Callable[[str, str], None] | None = None,
     clock: Callable[[], float] = time.time,
+    webhook_kick: Callable[[Callable[[dict[str, Any]], Any]], Callable[[dict[str, Any]], None]] | None = None,
 ) -> Container:
     """Wire the service. Every argument has a production default; tests pass moto clients (``aws``), a fake
-    fetcher, a fake ``send`` and a fake ``clock``."""
+    fetcher, a fake ``send``, a fake ``clock`` and ``webhook_kick`` (given the relay's entry point, returns what
+    runs it: e.g. ``lambda handle: handle`` runs it inline)."""
     from chalicelib.auth import Authenticator
     from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
-    from chalicelib.events import EventPublisher, Fanout, WebsocketSender
+    from chalicelib.events import (
+        DeliveryOptions,
+        EventBusChannel,
+        EventPublisher,
+        Fanout,
+        LambdaKick,
+        ThreadKick,
+        WebhookChannel,
+        WebhookDispatcher,
+        WebsocketSender,
+    )
+    from chalicelib.http import UrlGuard
     from chalicelib.refresh import RefreshEngine
     from chalicelib.secrets import SecretResolver
     from chalicelib.service import CatalogService
@@ -156,7 +172,9 @@ def bootstrap(
     from chalicelib.storage.lock import LeaseLock
     from chalicelib.storage.state import RefreshStateStore
     from chalicelib.storage.tokens import TokenStore
+    from chalicelib.storage.webhooks import WebhookStore
     from chalicelib.tokens import TokenService
+    from chalicelib.webhook_service import WebhookService
 
     settings = settings or get_settings()
     aws = aws or AwsClients(settings)
@@ -172,7 +190,33 @@ def bootstrap(
     connections = ConnectionStore(dynamodb, tables.connections, clock=clock)
     sender = WebsocketSender(lambda: aws.management_client(_send_config()))
     deliver = send or sender.send
-    publisher = EventPublisher(journal, Fanout(connections, deliver), count_connections=connections.count_up_to)
+    options = settings.config.model_catalog
+    webhook_store = WebhookStore(dynamodb, tables.webhooks, clock=clock)
+    cipher = _lazy(lambda: _secret_cipher(settings, aws))
+    webhook_guard = UrlGuard(allow_private=settings.allow_private_urls, subject="webhook URLs")
+    webhook_dispatcher = WebhookDispatcher(
+        webhook_store,
+        journal,
+        cipher,
+        webhook_guard,
+        DeliveryOptions(
+            schedule=tuple(options.webhook_retry_schedule_s),
+            disable_after_s=options.webhook_disable_after_s,
+            concurrency=options.webhook_concurrency,
+        ),
+        bus=EventBusChannel(aws.factory("events"), settings.event_bus) if settings.event_bus else None,
+        clock=clock,
+    )
+    if webhook_kick is not None:
+        kick = webhook_kick(webhook_dispatcher.handle)
+    elif settings.webhook_function:
+        kick = LambdaKick(aws.factory("lambda"), settings.webhook_function)
+    else:
+        kick = ThreadKick(webhook_dispatcher.handle)
+    publisher = EventPublisher(
+        journal, Fanout(connections, deliver), count_connections=connections.count_up_to,
+        channels=[WebhookChannel(kick)],
+    )
     if fetcher_factory is None:
         fetcher_factory = _provider_fetcher_factory(settings, aws, secrets)
     engine = RefreshEngine(
@@ -192,6 +236,16 @@ def bootstrap(
         state=state,
         engine=engine,
         publish_pending=publisher.publish_pending,
+        clock=clock,
+        webhook_tick=webhook_dispatcher.tick,
+    )
+    webhooks = WebhookService(
+        store=webhook_store,
+        journal=journal,
+        position=service.position,
+        cipher=cipher,
+        guard=webhook_guard,
+        kick=kick,
         clock=clock,
     )
     tokens = TokenService(TokenStore(dynamodb, tables.catalog), clock=clock)
@@ -221,6 +275,8 @@ def bootstrap(
         fetcher_factory=fetcher_factory,
         changes=ChangeFeed(journal, service.position, code_version=settings.deployment_id),
         tokens=tokens,
+        webhooks=webhooks,
+        webhook_dispatcher=webhook_dispatcher,
     )
 
 
@@ -254,14 +310,32 @@ def _provider_fetcher_factory(settings: Settings, aws: AwsClients, secrets: Secr
 
 
 def _oauth_token_store(settings: Settings, aws: AwsClients) -> OAuthTokenStore:
-    from chalicelib.ciphers import KmsCipher, LocalCipher
     from chalicelib.oauth import OAuthTokenStore
 
+    return OAuthTokenStore(aws.client("dynamodb"), settings.tables.catalog, _secret_cipher(settings, aws))
+
+
+def _secret_cipher(settings: Settings, aws: AwsClients) -> Any:
+    """What encrypts secrets at rest (OAuth tokens, webhook secrets): KMS deployed, a local key file locally."""
+    from chalicelib.ciphers import KmsCipher, LocalCipher
+
     if settings.kms_key_id:
-        cipher: Any = KmsCipher(aws.client("kms"), settings.kms_key_id)
-    else:
-        cipher = LocalCipher(settings.local_key_file or Path(".local/state/oauth.key"))
-    return OAuthTokenStore(aws.client("dynamodb"), settings.tables.catalog, cipher)
+        return KmsCipher(aws.client("kms"), settings.kms_key_id)
+    return LocalCipher(settings.local_key_file or Path(".local/state/oauth.key"))
+
+
+def _lazy(create: Callable[[], Any]) -> Callable[[], Any]:
+    """``create()`` on first call, then the same object (thread-safe)."""
+    made: list[Any] = []
+    lock = threading.Lock()
+
+    def get() -> Any:
+        with lock:
+            if not made:
+                made.append(create())
+            return made[0]
+
+    return get
 
 
 def _api_token_source(settings: Settings, secrets: SecretResolver) -> Callable[[], str | None]:

@@ -43,6 +43,10 @@ from chalicelib.providers.kinds import KINDS
 from chalicelib.providers.model_filter import compile_model_filter
 
 DEFAULT_REFRESH_INTERVAL_MS = 6 * 60 * 60 * 1000
+# docs/reference.md §9: the delays between webhook attempts, and how long an endpoint may keep failing.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000)
+DEFAULT_WEBHOOK_DISABLE_AFTER_S = 5 * 24 * 60 * 60
+MAX_WEBHOOK_DELAY_S = 7 * 24 * 60 * 60
 # A manual refresh answers inside API Gateway's integration timeout: waiting for the lock, fetching, then the
 # commit (reading stored lists, writing chunks, the transaction, garbage collection, release) and the inline
 # fan-out (≤ 1,000 connections; more are handed to the scheduled tick) must all fit (docs/reference.md §4).
@@ -90,6 +94,12 @@ class CatalogOptions(_Strict):
     manual_run_deadline_ms: PositiveMs = 15_000
     # The scheduled function runs 300 s at most (.chalice/config.json): the fetch deadline leaves 60 s for the rest.
     scheduled_run_deadline_ms: Annotated[StrictInt, Field(gt=0, le=240_000)] = 120_000
+    # Webhooks (docs/reference.md §9).
+    webhook_retry_schedule_s: Annotated[
+        list[Annotated[StrictInt, Field(ge=0, le=MAX_WEBHOOK_DELAY_S)]], Field(max_length=20)
+    ] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S))
+    webhook_disable_after_s: Annotated[StrictInt, Field(ge=60)] = DEFAULT_WEBHOOK_DISABLE_AFTER_S
+    webhook_concurrency: Annotated[StrictInt, Field(ge=1, le=128)] = 32
 
     @model_validator(mode="after")
     def _manual_refresh_fits_the_rest_timeout(self) -> CatalogOptions:

@@ -5,12 +5,15 @@
     CatalogError                 a request cannot be served; ``code``/``status`` are its error envelope
     ├── BadRequest               400 bad_request
     ├── InvalidParameter         400 invalid_parameter: a query parameter that is unknown, repeated or has a bad value
-    ├── InvalidRequest           400 invalid_request: a request body that cannot be used
+    ├── InvalidRequest           400 invalid_request: a request body that cannot be used (tokens, webhooks)
     ├── TokenNotFound            404 token_not_found
     ├── TokenNotAllowedInUrl     403 token_not_allowed_in_url: only a `read` token may stand in a URL
     ├── ExportTooLarge           500 export_too_large: the export would exceed what one response can carry
     ├── UnknownAction            400 unknown_action
+    ├── InvalidWebhookUrl        400 invalid_webhook_url
     ├── ProviderNotFound         404 provider_not_found
+    ├── WebhookNotFound          404 webhook_not_found
+    ├── WebhookDisabled          409 webhook_disabled
     ├── RouteNotFound            404 not_found
     ├── RefreshInProgress        409 refresh_in_progress (+ Retry-After: the lock holder's lease)
     └── ConcurrentWrite          409 refresh_in_progress (+ Retry-After: 1): another writer won
@@ -101,7 +104,8 @@ class TokenNotAllowedInUrl(CatalogError):
 
     def __init__(self, scope: str):
         super().__init__(
-            f"a {scope!r} token must not appear in a URL (URLs end up in access logs): use a 'read' token here, "
+            f"{'an' if scope[:1] in 'aeiou' else 'a'} {scope!r} token must not appear in a URL (URLs end up in access "
+            "logs): use a 'read' token here, "
             "or send the token in the Authorization header of /api/v1/export/…"
         )
 
@@ -109,6 +113,22 @@ class TokenNotAllowedInUrl(CatalogError):
 class ExportTooLarge(CatalogError):
     code = "export_too_large"
     status = 500
+class InvalidWebhookUrl(CatalogError):
+    code = "invalid_webhook_url"
+    status = 400
+
+
+class WebhookNotFound(CatalogError):
+    code = "webhook_not_found"
+    status = 404
+
+    def __init__(self, webhook_id: str):
+        super().__init__(f"no webhook with id {webhook_id!r}")
+
+
+class WebhookDisabled(CatalogError):
+    code = "webhook_disabled"
+    status = 409
 
 
 class RefreshInProgress(CatalogError):

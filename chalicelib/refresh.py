@@ -46,8 +46,8 @@ from chalicelib.core.plan import (
 )
 from chalicelib.errors import ProviderError, SeqCollision
 from chalicelib.logs import get_logger
-from chalicelib.storage.catalog import CatalogStore, FenceLost, StaleRead, UnreadableChunks
-from chalicelib.storage.commit import CatalogCommit, new_epoch_id
+from chalicelib.storage.catalog import CatalogStore, FenceLost, StaleRead, UnreadableChunks, new_epoch_id
+from chalicelib.storage.commit import CatalogCommit
 from chalicelib.storage.dynamo import error_code
 from chalicelib.storage.lock import Lease, LeaseLock, new_owner_id
 from chalicelib.storage.state import decode_state, encode_state

@@ -91,6 +91,7 @@ class CatalogService:
         engine: RefreshEngine,
         publish_pending: Callable[[str], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        webhook_tick: Callable[[str, int], Any] | None = None,
     ):
         self._config = config
         self.deployment_id = deployment_id
@@ -99,6 +100,7 @@ class CatalogService:
         self._engine = engine
         self._publish_pending = publish_pending
         self._clock = clock
+        self._webhook_tick = webhook_tick
 
     # -- reads ------------------------------------------------------------------------------
     def list_providers(self) -> dict[str, Any]:
@@ -273,7 +275,14 @@ class CatalogService:
         return result.model_dump(mode="json")
 
     def tick(self, trigger: Trigger = "scheduled") -> dict[str, Any]:
-        """The scheduled due-check: refresh everything when due, and repair missed pushes."""
+        """The scheduled due-check: refresh everything when due, and repair missed pushes; then the webhooks' due
+        retries (after the refresh, which a slow endpoint must never delay)."""
+        try:
+            return self._refresh_if_due(trigger)
+        finally:
+            self._deliver_webhooks()
+
+    def _refresh_if_due(self, trigger: Trigger) -> dict[str, Any]:
         options = self._config.model_catalog
         self._republish_pending()
         state, seen = self._state.read_with_lock()
@@ -312,3 +321,13 @@ class CatalogService:
             self._publish_pending(self._store.read_manifest().epoch)
         except Exception:
             log.exception("republishing pending events failed")
+
+    def _deliver_webhooks(self) -> None:
+        """Relay what no relay did and send the due webhook retries (docs/reference.md §9); never fails the tick."""
+        if self._webhook_tick is None:
+            return
+        try:
+            manifest = self._store.read_manifest()
+            self._webhook_tick(manifest.epoch, manifest.seq)
+        except Exception:
+            log.exception("delivering webhooks failed")

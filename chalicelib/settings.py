@@ -30,6 +30,7 @@ class TableNames:
     locks: str = "model-catalog-locks"
     connections: str = "model-catalog-connections"
     events: str = "model-catalog-events"
+    webhooks: str = "model-catalog-webhooks"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class Settings:
     deployment_id: str  # "this deployment" for refresh_on_start
     log_level: str
     environ: Mapping[str, str] = field(repr=False, default_factory=dict)
+    # Deployed only: the EventBridge bus every catalog event is also put on (unset: off), and the function that
+    # delivers webhooks, invoked asynchronously after a commit (unset: a thread of this process does it).
+    event_bus: str | None = None
+    webhook_function: str | None = None
 
     @property
     def options(self) -> CatalogOptions:
@@ -103,6 +108,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
             locks=environ.get("MODEL_CATALOG_LOCKS_TABLE") or TableNames.locks,
             connections=environ.get("MODEL_CATALOG_CONNECTIONS_TABLE") or TableNames.connections,
             events=environ.get("MODEL_CATALOG_EVENTS_TABLE") or TableNames.events,
+            webhooks=environ.get("MODEL_CATALOG_WEBHOOKS_TABLE") or TableNames.webhooks,
         ),
         region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         dynamodb_endpoint=endpoint,
@@ -116,6 +122,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         deployment_id=environ.get("MODEL_CATALOG_DEPLOYMENT_ID") or _code_and_config_fingerprint(config_path),
         log_level=(environ.get("MODEL_CATALOG_LOG_LEVEL") or "INFO").upper(),
         environ=environ,
+        event_bus=environ.get("MODEL_CATALOG_EVENT_BUS") or None,
+        webhook_function=environ.get("MODEL_CATALOG_WEBHOOK_FUNCTION") or None,
     )
 
 

@@ -6,7 +6,9 @@ and prices, not an authoritative price list.
 
 Test hooks (only with ``test_hooks=True``): ``PUT /api.json`` replaces the served document (a registry that
 changed); ``POST /_test/fail?status=503`` makes ``GET`` answer that status (``status=0`` stops it);
-``POST /_test/reset`` serves the bundled file again.
+``POST /_test/reset`` serves the bundled file again; ``POST /_test/delay?seconds=30`` makes ``GET`` wait that
+long before answering (``seconds=0`` stops it) and ``GET /_test/waiting`` says how many are waiting (a provider
+that hangs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,6 +47,8 @@ class DemoRegistryServer(ThreadingHTTPServer):
         self._state_lock = threading.Lock()
         self._body = b""
         self._fail_status = 0
+        self._delay_s = 0.0
+        self._waiting = 0
         self.reset_document()
         if sock is None:
             super().__init__(address, _RegistryHandler)
@@ -87,6 +92,24 @@ class DemoRegistryServer(ThreadingHTTPServer):
         with self._state_lock:
             return self._fail_status, self._body
 
+    def delay_with(self, seconds: float) -> None:
+        with self._state_lock:
+            self._delay_s = seconds
+
+    def wait_delay(self) -> None:
+        with self._state_lock:
+            delay = self._delay_s
+            self._waiting += 1 if delay else 0
+        if delay:
+            time.sleep(delay)
+            with self._state_lock:
+                self._waiting -= 1
+
+    @property
+    def waiting(self) -> int:
+        with self._state_lock:
+            return self._waiting
+
 
 class _RegistryHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -98,9 +121,13 @@ class _RegistryHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        if path == "/_test/waiting" and self.server.test_hooks:
+            self._send(HTTPStatus.OK, json.dumps({"waiting": self.server.waiting}).encode())
+            return
         if path not in ("/", "/api.json"):
             self._send(HTTPStatus.NOT_FOUND, b'{"error": "not found"}')
             return
+        self.server.wait_delay()
         fail_status, body = self.server.current()
         if fail_status:
             self._send(HTTPStatus(fail_status), b'{"error": "simulated failure"}')
@@ -147,7 +174,18 @@ class _RegistryHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NO_CONTENT, b"")
         elif parts.path == "/_test/reset":
             self.server.fail_with(0)
+            self.server.delay_with(0)
             self.server.reset_document()
+            self._send(HTTPStatus.NO_CONTENT, b"")
+        elif parts.path == "/_test/delay":
+            try:
+                seconds = float((parse_qs(parts.query).get("seconds") or ["0"])[0])
+            except ValueError:
+                seconds = -1
+            if not 0 <= seconds <= 600:
+                self._send(HTTPStatus.BAD_REQUEST, b'{"error": "seconds must be between 0 and 600"}')
+                return
+            self.server.delay_with(seconds)
             self._send(HTTPStatus.NO_CONTENT, b"")
         else:
             self._send(HTTPStatus.NOT_FOUND, b'{"error": "unknown test hook"}')

@@ -1,20 +1,32 @@
-"""The embedded DynamoDB of the local stack: moto's server, serialized, snapshotted to disk.
+"""The embedded DynamoDB of the local stack: moto's server, serialized, made durable on disk.
 
 Run as its own process (own GIL, own crash domain)::
 
     python -m devstack.dynamodb --port 0 --state-dir .local/state
 
-It prints ``MODEL_CATALOG_DYNAMODB_READY {"port": ..., "endpoint": ...}`` on stdout once it serves.
+It prints ``MODEL_CATALOG_DYNAMODB_READY {"port": ..., "endpoint": ..., "restored": {...}}`` on stdout once it
+serves; ``restored`` says whether the state it loaded is exactly what it served before (see "Clean stops").
 
 Why a lock: moto serves each request on its own thread and evaluates a ``ConditionExpression`` and then
 writes, with nothing in between holding other writers off. Real DynamoDB makes condition-then-write
 atomic per item; the lease lock and the event journal rely on that. One lock around every request gives
 the same guarantee (and more: requests are linearizable, which DynamoDB does not promise across items).
 
-Why snapshots through the wire protocol: the snapshot is taken with DynamoDB's own JSON (``DescribeTable``,
-``DescribeTimeToLive``, ``Scan``) sent in-process to moto's WSGI app while holding the request lock, so
-it is consistent across tables and does not depend on moto's internal classes; restoring replays
-``CreateTable`` / ``UpdateTimeToLive`` / ``BatchWriteItem`` before the server accepts any request.
+Durability: every successful write request is appended to a write-ahead log (``devstack/wal.py``) and
+fsync'd before its answer leaves, so whatever a client was told was written survives any crash, ``kill -9``
+included. The log is compacted into a snapshot shortly after changes and at stop. The snapshot is taken with
+DynamoDB's own JSON (``DescribeTable``, ``DescribeTimeToLive``, ``Scan``) sent in-process to moto's WSGI app
+while holding the request lock, so it is consistent across tables and does not depend on moto's internal
+classes; restoring replays ``CreateTable`` / ``UpdateTimeToLive`` / ``BatchWriteItem``, then the log, before
+the server accepts any request.
+
+Clean stops: after its final snapshot the server writes a clean-shutdown marker naming that snapshot, and
+deletes it (durably) before serving again. A start without a matching marker, or with a damaged log, reports
+``restored.clean = false``: the stack then starts a new event epoch before serving (docs/reference.md §1.3).
+
+Browsers: requests carrying an ``Origin`` header (every cross-origin request and preflight), and requests
+whose ``Host`` is not this server's loopback address (DNS rebinding), are refused without CORS headers; so
+is moto's global CORS (``MOTO_DISABLE_GLOBAL_CORS``).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import io
 import json
 import logging
@@ -33,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,17 +54,22 @@ from typing import Any
 from chalicelib.clock import utc_iso
 from chalicelib.logs import get_logger
 from devstack.logformat import install_log_format, log_format_choice
+from devstack.signals import StopSignals, signal_name
+from devstack.statefiles import private_directory, remove_durably, write_atomically
+from devstack.wal import LogReader, WalError, WriteAheadLog, set_aside
 
 log = get_logger("local.dynamodb")
 
 SNAPSHOT_FILE = "dynamodb.json"
+CLEAN_MARKER_FILE = "dynamodb.clean"
+LOCK_FILE = ".dynamodb.lock"
 SNAPSHOT_FORMAT = "model-catalog/dynamodb-snapshot"
 SNAPSHOT_VERSION = 1
 READY_PREFIX = "MODEL_CATALOG_DYNAMODB_READY "
 DEFAULT_REGION = "us-east-1"
 TARGET_PREFIX = "DynamoDB_20120810."
-# Operations that never change data; everything else marks the tables dirty (a spurious snapshot is cheap,
-# a missed one is lost data).
+# Operations that never change data; everything else marks the tables dirty and is logged (a spurious snapshot
+# or log record is cheap, a missed one is lost data).
 READ_ONLY_OPERATIONS = frozenset(
     {
         "BatchGetItem",
@@ -70,6 +89,9 @@ READ_ONLY_OPERATIONS = frozenset(
 )
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/dynamodb/aws4_request")
 _BATCH_WRITE_LIMIT = 25
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+# How long a new server waits for the previous one on the same state directory to finish its final snapshot.
+STATE_LOCK_WAIT_S = 60.0
 
 
 class DynamoRequestError(RuntimeError):
@@ -80,15 +102,40 @@ class SnapshotError(RuntimeError):
     """The snapshot on disk cannot be restored."""
 
 
+def _error_response(status: str, kind: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": message}).encode()
+    return status, [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))], body
+
+
+def browser_refusal(environ: dict[str, Any], allowed_hosts: frozenset[str]) -> str | None:
+    """Why a request is refused as one a web page may have sent, or None.
+
+    SDKs never send ``Origin``; browsers send it with every cross-origin request and every CORS preflight, so
+    no page can read or change the local tables (OAuth tokens included). A ``Host`` that is not our own
+    address is a DNS-rebinding page talking to us under its own name.
+    """
+    if environ.get("HTTP_ORIGIN") is not None:
+        return "cross-origin requests are refused"
+    if environ.get("REQUEST_METHOD") == "OPTIONS":
+        return "CORS preflight requests are refused"
+    host = environ.get("HTTP_HOST", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.lower() not in allowed_hosts:
+        return f"requests for host {host!r} are refused"
+    return None
+
+
 class SerializedDynamoApp:
-    """WSGI middleware around moto's app: one request at a time, and it notices writes.
+    """WSGI middleware around moto's app: one request at a time; writes are logged before they are answered.
 
     ``serialize=False`` exists only for negative controls in tests (proving the race is real without it).
+    ``wal`` is attached once the state is restored (restoring must not log itself again).
     """
 
-    def __init__(self, app: Callable[..., Any], serialize: bool = True):
+    def __init__(self, app: Callable[..., Any], serialize: bool = True, allowed_hosts: Iterable[str] = ()):
         self._app = app
         self.serialize = serialize
+        self.allowed_hosts = _LOOPBACK_HOSTS | {host.lower() for host in allowed_hosts}
         # Reentrant so that the snapshot/TTL code, which holds it, can call ``request`` in-process.
         self.lock = threading.RLock()
         self.generation = 0  # bumped (under the lock) by every successful write
@@ -96,43 +143,65 @@ class SerializedDynamoApp:
         self.changed = threading.Event()
         self._write_mutex = threading.Lock()  # guards generation/regions when serialize=False
         self.writes_by_table: dict[str, int] = {}  # successful write calls per table (GET /_stats/writes)
+        self.wal: WriteAheadLog | None = None
+        self.closed = False  # set under the lock by the final snapshot: later requests are refused
+        self.failure: str | None = None  # the write-ahead log failed: nothing more is accepted
+        self.on_failure: Callable[[], None] = lambda: None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        refusal = browser_refusal(environ, self.allowed_hosts)
+        if refusal is not None:
+            status, headers, body = _error_response("403 Forbidden", "AccessDeniedException", refusal)
+            start_response(status, headers)
+            return [body]
         if environ.get("PATH_INFO") == "/_stats/writes" and environ.get("REQUEST_METHOD") == "GET":
             with self._write_mutex:
                 body = json.dumps(self.writes_by_table).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        operation = target.rpartition(".")[2]
         region = _region_of(environ.get("HTTP_AUTHORIZATION", ""))
-        tables = self._tables_written(environ, operation)
-        if self.serialize:
-            with self.lock:
-                status, headers, body = self._run(environ)
-                self._note(operation, region, status, tables)
-        else:
-            status, headers, body = self._run(environ)
-            self._note(operation, region, status, tables)
+        written = target.startswith(TARGET_PREFIX) and operation not in READ_ONLY_OPERATIONS
+        body = self._read_body(environ) if written else b""
+        with self.lock if self.serialize else contextlib.nullcontext():
+            status, headers, payload = self._serve(environ, operation, region, body if written else None)
         start_response(status, headers)
-        return [body]
+        return [payload]
+
+    def _serve(
+        self, environ: dict[str, Any], operation: str, region: str, body: bytes | None
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        if self.closed or self.failure:
+            return _error_response("500 Internal Server Error", "InternalServerError",
+                                   "the embedded DynamoDB is stopping; nothing was written")
+        status, headers, payload = self._run(environ)
+        if body is not None and status.startswith("2"):
+            try:
+                self._log_write(operation, region, body)
+            except WalError as exc:
+                return self._fail(exc)
+        self._note(operation, region, status, _tables_named(body) if body is not None else set())
+        return status, headers, payload
+
+    def _log_write(self, operation: str, region: str, body: bytes) -> None:
+        if self.wal is not None:
+            self.wal.append(operation, region, body)
+
+    def _fail(self, exc: WalError) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The log cannot take the write moto just applied: answer 500 (not acknowledged) and stop serving."""
+        self.failure = str(exc)
+        log.critical("the write-ahead log failed; the embedded DynamoDB stops", extra={"error": str(exc)})
+        self.on_failure()
+        return _error_response("500 Internal Server Error", "InternalServerError", str(exc))
 
     @staticmethod
-    def _tables_written(environ: dict[str, Any], operation: str) -> set[str]:
-        """The tables a write request names (the body is read here and handed on to moto unchanged)."""
-        if operation in READ_ONLY_OPERATIONS or not operation:
-            return set()
+    def _read_body(environ: dict[str, Any]) -> bytes:
+        """The request body (read here, handed on to moto unchanged)."""
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(raw)
-        try:
-            payload = json.loads(raw or b"{}")
-        except ValueError:
-            return set()
-        tables = {payload["TableName"]} if isinstance(payload.get("TableName"), str) else set()
-        tables |= set(payload.get("RequestItems") or {})
-        for action in payload.get("TransactItems") or []:
-            tables |= {body.get("TableName") for body in action.values() if isinstance(body, dict)}
-        return {t for t in tables if t}
+        return raw
 
     def _run(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         captured: dict[str, Any] = {}
@@ -160,11 +229,33 @@ class SerializedDynamoApp:
                 self.writes_by_table[table] = self.writes_by_table.get(table, 0) + 1
         self.changed.set()
 
+    def reset_backends(self) -> None:
+        """moto keeps its data in module globals: a server started in-process must not inherit another's."""
+        from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+        builder = EnvironBuilder(path="/moto-api/reset", method="POST", base_url="http://127.0.0.1/")
+        try:
+            app_iter, status, _headers = run_wsgi_app(self._app, builder.get_environ(), buffered=True)
+            b"".join(app_iter)
+        finally:
+            builder.close()
+        if not status.startswith("2"):
+            raise DynamoRequestError(f"resetting moto failed: {status}")
+
     def request(self, region: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One DynamoDB call in-process (no socket), bypassing nothing but the network: callers hold ``lock``."""
+        """One DynamoDB call in-process (no socket), bypassing nothing but the network: callers hold ``lock``.
+
+        Writes are logged like a client's (a TTL sweep's deletes must survive a crash too).
+        """
+        status, raw = self.request_raw(region, operation, json.dumps(payload).encode())
+        data = json.loads(raw or b"{}")
+        if not status.startswith("2"):
+            raise DynamoRequestError(f"{operation} failed: {status}: {data.get('__type')}: {data.get('message')}")
+        return data
+
+    def request_raw(self, region: str, operation: str, body: bytes) -> tuple[str, bytes]:
         from werkzeug.test import EnvironBuilder
 
-        body = json.dumps(payload).encode()
         builder = EnvironBuilder(
             path="/",
             method="POST",
@@ -185,11 +276,28 @@ class SerializedDynamoApp:
             builder.close()
         with self.lock:
             status, _headers, raw = self._run(environ)
+            if operation not in READ_ONLY_OPERATIONS and status.startswith("2"):
+                try:
+                    self._log_write(operation, region, body)
+                except WalError as exc:
+                    status, _headers, raw = self._fail(exc)
             self._note(operation, region, status)
-        data = json.loads(raw or b"{}")
-        if not status.startswith("2"):
-            raise DynamoRequestError(f"{operation} failed: {status}: {data.get('__type')}: {data.get('message')}")
-        return data
+        return status, raw
+
+
+def _tables_named(raw: bytes) -> set[str]:
+    """The tables a write request names."""
+    try:
+        payload = json.loads(raw or b"{}")
+    except ValueError:
+        return set()
+    if not isinstance(payload, dict):
+        return set()
+    tables = {payload["TableName"]} if isinstance(payload.get("TableName"), str) else set()
+    tables |= set(payload.get("RequestItems") or {})
+    for action in payload.get("TransactItems") or []:
+        tables |= {body.get("TableName") for body in action.values() if isinstance(body, dict)}
+    return {t for t in tables if isinstance(t, str) and t}
 
 
 def _region_of(authorization: str) -> str:
@@ -198,10 +306,17 @@ def _region_of(authorization: str) -> str:
 
 
 # -- snapshot ----------------------------------------------------------------------------------------------
-def take_snapshot(app: SerializedDynamoApp) -> tuple[dict[str, Any], int]:
-    """Every table of every region written so far, read while holding the request lock (consistent)."""
+def take_snapshot(app: SerializedDynamoApp, close: bool = False) -> tuple[dict[str, Any], int]:
+    """Every table of every region written so far, read while holding the request lock (consistent).
+
+    The write-ahead log starts a new segment at the same instant: the document's ``wal_next`` is the first
+    record it does not hold. ``close``: the final snapshot; requests after it are refused.
+    """
     with app.lock:
+        if close:
+            app.closed = True
         generation = app.generation
+        wal_next = app.wal.rotate() if app.wal is not None else None
         regions: dict[str, Any] = {}
         for region in sorted(app.regions):
             tables = []
@@ -222,6 +337,8 @@ def take_snapshot(app: SerializedDynamoApp) -> tuple[dict[str, Any], int]:
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
         "taken_at": utc_iso(timespec="seconds"),
+        "snapshot_id": uuid.uuid4().hex,
+        "wal_next": wal_next,
         "regions": regions,
     }
     return document, generation
@@ -330,23 +447,56 @@ class SnapshotFile:
             raise SnapshotError(f"{self.path}: not valid JSON: {exc}") from None
 
     def save(self, document: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
-        with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+        write_atomically(self.path, lambda handle: json.dump(document, handle, separators=(",", ":")))
+
+
+class CleanMarker:
+    """``dynamodb.clean``: written after the final snapshot of a clean stop, naming it; removed before serving.
+
+    Its presence, matching the snapshot on disk, proves the state holds everything that was served; without
+    it, the stack cannot know what clients saw and starts a new event epoch. It names the snapshot by its id
+    and by its file's identity (inode, change time, size): a copy restored from a backup — even a whole older
+    state directory, marker included — is a new file with a new change time, so it does not match.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / CLEAN_MARKER_FILE
+
+    @staticmethod
+    def file_identity(path: Path) -> dict[str, int] | None:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return None
+        return {"inode": info.st_ino, "ctime_ns": info.st_ctime_ns, "size": info.st_size}
+
+    def matches(self, marker: dict[str, Any], document: dict[str, Any] | None, snapshot_path: Path) -> bool:
+        return (
+            document is not None
+            and marker.get("snapshot_id") == document.get("snapshot_id")
+            and marker.get("snapshot_file") == self.file_identity(snapshot_path)
+        )
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            marker = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # unreadable: present, but proves nothing
+        return marker if isinstance(marker, dict) else {}
+
+    def write(self, document: dict[str, Any], snapshot_path: Path) -> None:
+        marker = {"snapshot_id": document["snapshot_id"], "wal_next": document.get("wal_next"),
+                  "snapshot_file": self.file_identity(snapshot_path), "stopped_at": utc_iso(timespec="seconds")}
+        write_atomically(self.path, lambda handle: json.dump(marker, handle))
+
+    def remove(self) -> None:
+        remove_durably(self.path)
 
 
 class Snapshotter:
-    """Writes a snapshot shortly (``delay_s``, ≤ 1 s) after the tables change, and once more at stop."""
+    """Compacts the write-ahead log into a snapshot shortly (``delay_s``) after the tables change, and at stop."""
 
     def __init__(self, app: SerializedDynamoApp, snapshot_file: SnapshotFile, delay_s: float = 0.5):
         self._app = app
@@ -368,32 +518,40 @@ class Snapshotter:
             self._stopping.wait(self._delay_s)  # coalesce a burst of writes into one snapshot
             self._app.changed.clear()
             try:
-                self.save_if_changed()
+                self.save()
             except Exception:
                 log.exception("snapshot failed", extra={"path": str(self._file.path)})
                 self._app.changed.set()
                 self._stopping.wait(1.0)
 
-    def save_if_changed(self) -> bool:
+    def save(self, force: bool = False, close: bool = False) -> dict[str, Any] | None:
+        """Write a snapshot if the tables changed since the last one (or ``force``); returns it, or None.
+
+        Once it is on disk, the log segments it holds are deleted.
+        """
         with self._save_lock:
-            if self._app.generation == self._saved_generation:
-                return False
+            if not force and self._app.generation == self._saved_generation:
+                return None
             started = time.monotonic()
-            document, generation = take_snapshot(self._app)
+            document, generation = take_snapshot(self._app, close=close)
             self._file.save(document)
             self._saved_generation = generation
+            if self._app.wal is not None and document["wal_next"] is not None:
+                self._app.wal.discard_before(document["wal_next"])
             log.debug(
                 "snapshot written",
                 extra={"path": str(self._file.path), "ms": round((time.monotonic() - started) * 1000, 1)},
             )
-            return True
+            return document
 
-    def stop(self) -> None:
-        """Stop the thread and write the final snapshot (callers stop serving requests first)."""
+    def stop(self) -> dict[str, Any]:
+        """Stop the thread and write the final snapshot; requests after it are refused. Returns it."""
         self._stopping.set()
         self._app.changed.set()
         self._thread.join(timeout=10)
-        self.save_if_changed()
+        document = self.save(force=True, close=True)
+        assert document is not None
+        return document
 
 
 class TtlSweeper:
@@ -472,8 +630,55 @@ def _moto_app() -> Callable[..., Any]:
     return app
 
 
+def replay_log(app: SerializedDynamoApp, reader: LogReader) -> int:
+    """Apply the log's records in order (before the server serves); returns how many. Stops at a record that
+    fails: the tables then differ from what was served, and ``reader.problem`` says so."""
+    replayed = 0
+    for record in reader:
+        status, raw = app.request_raw(record.region, record.operation, record.body)
+        if not status.startswith("2"):
+            detail = json.loads(raw or b"{}").get("__type", status) if raw.startswith(b"{") else status
+            reader.problem = f"record {record.number} ({record.operation}) cannot be replayed: {detail}"
+            break
+        replayed += 1
+    return replayed
+
+
+class StateLock:
+    """``.dynamodb.lock``: one server per state directory. A new one waits (bounded) for the previous one,
+    which may still be writing its final snapshot after its stack has gone."""
+
+    def __init__(self, state_dir: Path):
+        self._path = state_dir / LOCK_FILE
+        self._handle: Any = None
+
+    def acquire(self, wait_s: float = STATE_LOCK_WAIT_S) -> None:
+        handle = open(self._path, "a+")  # noqa: SIM115 — held for the server's lifetime
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise SnapshotError(f"another embedded DynamoDB still uses {self._path.parent}") from None
+                time.sleep(0.1)
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the flock
+            self._handle = None
+
+
 class EmbeddedDynamoServer:
-    """moto's DynamoDB behind the serializing middleware, on 127.0.0.1, with optional persistence."""
+    """moto's DynamoDB behind the serializing middleware, on 127.0.0.1, with optional persistence.
+
+    With a ``state_dir``: the snapshot is restored and the write-ahead log replayed before serving; every write
+    is logged before it is answered (``wal=False`` only for negative controls); ``restored`` reports whether
+    the state is proven to be what was served before (a matching clean-shutdown marker, an intact log).
+    """
 
     def __init__(
         self,
@@ -483,17 +688,23 @@ class EmbeddedDynamoServer:
         serialize: bool = True,
         snapshot_delay_s: float = 0.5,
         ttl_sweep_s: float | None = 60.0,
+        wal: bool = True,
     ):
-        self.app = SerializedDynamoApp(_moto_app(), serialize=serialize)
+        self.app = SerializedDynamoApp(_moto_app(), serialize=serialize, allowed_hosts={host})
         self._host = host
         self._port = port
+        self._state_dir = state_dir
+        self._use_wal = wal
         self._snapshot_file = SnapshotFile(state_dir) if state_dir is not None else None
+        self._marker = CleanMarker(state_dir) if state_dir is not None else None
+        self._state_lock = StateLock(state_dir) if state_dir is not None else None
         self._snapshotter = (
             Snapshotter(self.app, self._snapshot_file, snapshot_delay_s) if self._snapshot_file else None
         )
         self._sweeper = TtlSweeper(self.app, ttl_sweep_s) if ttl_sweep_s else None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.restored: dict[str, Any] = {"clean": True, "state": "memory", "reason": None, "replayed": 0}
 
     @property
     def port(self) -> int:
@@ -507,12 +718,9 @@ class EmbeddedDynamoServer:
         from devstack.wsgi_server import KeepAliveWSGIServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per DynamoDB call
-        self._reset_backends()
-        if self._snapshot_file is not None:
-            document = self._snapshot_file.load()
-            if document is not None:
-                count = restore_snapshot(self.app, document)
-                log.info("tables restored", extra={"path": str(self._snapshot_file.path), "items": count})
+        self.app.reset_backends()
+        if self._state_dir is not None:
+            self._restore()
         self._server = KeepAliveWSGIServer((self._host, self._port), self.app)  # keep-alive: no TCP setup per call
         self._thread = threading.Thread(target=self._server.serve_forever, name="dynamodb-http", daemon=True)
         self._thread.start()
@@ -521,23 +729,50 @@ class EmbeddedDynamoServer:
         if self._sweeper is not None:
             self._sweeper.start()
 
-    def _reset_backends(self) -> None:
-        """moto keeps its data in module globals: a server started in-process must not inherit another's."""
-        from werkzeug.test import EnvironBuilder, run_wsgi_app
+    def _restore(self) -> None:
+        assert self._state_dir and self._snapshot_file and self._marker and self._state_lock and self._snapshotter
+        private_directory(self._state_dir)
+        self._state_lock.acquire()
+        marker = self._marker.read()
+        document = self._snapshot_file.load()
+        items = restore_snapshot(self.app, document) if document is not None else 0
+        first = int((document or {}).get("wal_next") or 1)
+        reader = LogReader(self._state_dir, first)
+        replayed = replay_log(self.app, reader) if self._use_wal else 0
+        if reader.problem:
+            moved = set_aside(reader.found)
+            log.error("the write-ahead log is damaged; the state ends before it",
+                      extra={"problem": reader.problem, "set_aside": [path.name for path in moved]})
+        if self._use_wal:
+            self.app.wal = WriteAheadLog(self._state_dir, reader.next_number)
+        self.restored = self._assess(marker, document, reader, replayed)
+        self._marker.remove()  # from here on the state may run ahead of any snapshot
+        if replayed or reader.problem or reader.torn_tail or len(reader.found) > 1:
+            self._snapshotter.save(force=True)  # compact now: the replayed records' segments are then deleted
+        log.info(
+            "tables restored",
+            extra={"path": str(self._snapshot_file.path), "items": items, "log_records": replayed, **{
+                key: self.restored[key] for key in ("state", "reason")}},
+        )
 
-        builder = EnvironBuilder(path="/moto-api/reset", method="POST", base_url="http://127.0.0.1/")
-        try:
-            app_iter, status, _headers = run_wsgi_app(self.app, builder.get_environ(), buffered=True)
-            b"".join(app_iter)
-        finally:
-            builder.close()
-        if not status.startswith("2"):
-            raise DynamoRequestError(f"resetting moto failed: {status}")
-
-    def snapshot_now(self) -> bool:
-        return self._snapshotter.save_if_changed() if self._snapshotter else False
+    def _assess(
+        self, marker: dict[str, Any] | None, document: dict[str, Any] | None, reader: LogReader, replayed: int
+    ) -> dict[str, Any]:
+        """Is the restored state exactly what was served before? (If not, the stack starts a new epoch.)"""
+        if reader.problem:
+            reason = reader.problem
+        elif marker is None and document is None and not replayed:
+            return {"clean": True, "state": "fresh", "reason": None, "replayed": 0}
+        elif marker is None:
+            reason = "no clean-shutdown marker: the last stop was not clean"
+        elif not self._marker.matches(marker, document, self._snapshot_file.path):  # type: ignore[union-attr]
+            reason = "the snapshot on disk is not the one the last clean stop wrote (restored from elsewhere?)"
+        else:
+            return {"clean": True, "state": "clean", "reason": None, "replayed": replayed}
+        return {"clean": False, "state": "unclean", "reason": reason, "replayed": replayed}
 
     def stop(self) -> None:
+        """Stop serving, write the final snapshot and the clean-shutdown marker (not after a log failure)."""
         if self._sweeper is not None:
             self._sweeper.stop()
         if self._server is not None:
@@ -545,8 +780,14 @@ class EmbeddedDynamoServer:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._snapshotter is not None:
-            self._snapshotter.stop()
+        if self._snapshotter is not None and self._marker is not None:
+            document = self._snapshotter.stop()
+            if self.app.failure is None:
+                self._marker.write(document, self._snapshot_file.path)  # type: ignore[union-attr]
+        if self.app.wal is not None:
+            self.app.wal.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
 
 
 # -- the child process, seen from the parent --------------------------------------------------------------
@@ -554,7 +795,8 @@ class DynamoProcess:
     """Starts ``python -m devstack.dynamodb`` and knows its endpoint.
 
     The child cannot outlive us: it gets SIGTERM when we die (``PR_SET_PDEATHSIG`` on Linux) and it also
-    exits when its stdin (a pipe we hold) reaches EOF, which happens however we die.
+    exits when its stdin (a pipe we hold) reaches EOF, which happens however we die. Either way it stops
+    cleanly: final snapshot, clean-shutdown marker.
     """
 
     def __init__(
@@ -565,14 +807,18 @@ class DynamoProcess:
         snapshot_delay_s: float = 0.5,
         ttl_sweep_s: float | None = 60.0,
         env: dict[str, str] | None = None,
-        startup_timeout_s: float = 30.0,
+        startup_timeout_s: float = 90.0,
         switch_interval_s: float | None = None,
+        wal: bool = True,
     ):
-        self._args = [sys.executable, "-m", "devstack.dynamodb", "--port", str(port), "--watch-stdin"]
+        self._args = [sys.executable, "-m", "devstack.dynamodb", "--port", str(port), "--watch-stdin",
+                      "--parent-pid", str(os.getpid())]
         if state_dir is not None:
             self._args += ["--state-dir", str(state_dir)]
         if not serialize:
             self._args.append("--no-serialize")
+        if not wal:
+            self._args.append("--no-wal")
         self._args += ["--snapshot-delay", str(snapshot_delay_s), "--ttl-sweep", str(ttl_sweep_s or 0)]
         if switch_interval_s:
             self._args += ["--switch-interval", str(switch_interval_s)]
@@ -580,6 +826,7 @@ class DynamoProcess:
         self._startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.restored: dict[str, Any] = {}
 
     @property
     def endpoint(self) -> str:
@@ -611,12 +858,14 @@ class DynamoProcess:
             self.stop()
             detail = f"exited with status {code}" if code is not None else "did not report ready in time"
             raise RuntimeError(f"the embedded DynamoDB (moto) {detail}; see the log lines above")
-        self.port = int(json.loads(text[len(READY_PREFIX) :])["port"])
+        ready = json.loads(text[len(READY_PREFIX) :])
+        self.port = int(ready["port"])
+        self.restored = ready.get("restored") or {}
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout_s: float = 15.0) -> int | None:
+    def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM (the child writes its final snapshot), then SIGKILL if it does not exit in time."""
         process = self.process
         if process is None:
@@ -627,7 +876,7 @@ class DynamoProcess:
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                log.error("embedded DynamoDB did not stop in time; killing it")
+                log.error("embedded DynamoDB did not stop in time; killing it (its log keeps every write)")
                 process.kill()
                 process.wait()
         for stream in (process.stdin, process.stdout):
@@ -636,15 +885,33 @@ class DynamoProcess:
                     stream.close()
         return process.returncode
 
+    def stop_from_signal_context(self, timeout_s: float) -> bool:
+        """SIGTERM and wait for the exit without taking any lock (another thread may be inside ``stop``):
+        ``waitid(WNOWAIT)`` sees the exit without reaping, so ``Popen`` still can. True when it exited."""
+        process = self.process
+        if process is None:
+            return True
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return True
+            except ChildProcessError:
+                return True  # already reaped
+            time.sleep(0.05)
+        return False
+
 
 # -- the child process itself ------------------------------------------------------------------------------
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int | None) -> bool:
+    """Ask for SIGTERM when the parent dies; False when it is already gone."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    return parent_pid is None or os.getppid() == parent_pid  # checked after prctl: no window left open
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -653,9 +920,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state-dir", type=Path, default=None, help="persist tables here (default: in memory)")
     parser.add_argument("--no-serialize", action="store_true", help="test-only negative control: no request lock")
+    parser.add_argument("--no-wal", action="store_true", help="test-only negative control: no write-ahead log")
     parser.add_argument("--snapshot-delay", type=float, default=0.5, help="seconds between a change and its snapshot")
     parser.add_argument("--ttl-sweep", type=float, default=60.0, help="seconds between TTL sweeps (0: never)")
     parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF (parent died)")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this parent process dies")
     parser.add_argument(
         "--switch-interval", type=float, default=None, help="test-only: sys.setswitchinterval, to widen races"
     )
@@ -665,19 +934,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"model-catalog: {exc}", file=sys.stderr)
         return 2
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"  # read when moto is first imported, below
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
 
-    parent_pid = os.getppid()
-    stopping = threading.Event()
+    signals = StopSignals().install()
+    parent_gone = threading.Event()  # set by threads only; the main thread reads it after a wake-up
 
-    def request_stop(*_: Any) -> None:
-        stopping.set()
+    def on_parent_gone() -> None:
+        parent_gone.set()
+        signals.wake()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    if args.parent_pid is not None and not _die_with_parent(args.parent_pid):
+        parent_gone.set()
     if args.watch_stdin:
-        _die_with_parent(parent_pid)
 
         def watch_stdin() -> None:
             # os.read on the raw descriptor: a daemon thread blocked in sys.stdin's buffered reader would
@@ -685,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(OSError):
                 while os.read(0, 4096):
                     pass
-            stopping.set()
+            on_parent_gone()
 
         threading.Thread(target=watch_stdin, name="parent-watch", daemon=True).start()
 
@@ -696,7 +966,9 @@ def main(argv: list[str] | None = None) -> int:
         serialize=not args.no_serialize,
         snapshot_delay_s=args.snapshot_delay,
         ttl_sweep_s=args.ttl_sweep or None,
+        wal=not args.no_wal,
     )
+    server.app.on_failure = signals.wake
     try:
         server.start()
     except (SnapshotError, DynamoRequestError) as exc:
@@ -707,18 +979,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except OSError as exc:
-        print(f"model-catalog: the embedded DynamoDB cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"model-catalog: the embedded DynamoDB cannot start on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    print(READY_PREFIX + json.dumps({"port": server.port, "endpoint": server.endpoint}), flush=True)
+    ready = {"port": server.port, "endpoint": server.endpoint, "restored": server.restored}
+    print(READY_PREFIX + json.dumps(ready), flush=True)
     log.info(
         "embedded DynamoDB serving",
-        extra={"endpoint": server.endpoint, "serialized": not args.no_serialize, "state_dir": str(args.state_dir)},
+        extra={"endpoint": server.endpoint, "serialized": not args.no_serialize, "state_dir": str(args.state_dir),
+               "write_ahead_log": not args.no_wal and args.state_dir is not None},
     )
-    while not stopping.wait(0.5):
-        pass
-    server.stop()
+    while not (signals.received or parent_gone.is_set() or server.app.failure):
+        signals.wait(1.0)
+    why = (signal_name(signals.received[0][0]) if signals.received
+           else "parent gone" if parent_gone.is_set() else "write-ahead log failure")
+    log.info("embedded DynamoDB stopping", extra={"reason": why})
+    try:
+        server.stop()
+    except Exception:
+        log.exception("the embedded DynamoDB did not stop cleanly (its write-ahead log keeps every write)")
+        return 1
     log.info("embedded DynamoDB stopped")
-    return 0
+    return 1 if server.app.failure else 0
 
 
 if __name__ == "__main__":

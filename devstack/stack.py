@@ -14,9 +14,15 @@ Start order (each step only after the previous one worked; a failure stops what 
 5. Demo registry, WebSocket gateway, Chalice's local HTTP server, then the scheduler (whose first tick, right
    away, is the start-up refresh). The banner and a ``MODEL_CATALOG_READY {json}`` line go to stdout.
 
+Before serving, a state that may be older than what was served (the embedded DynamoDB reports no clean stop,
+or the journal and the manifest disagree) starts a new event epoch (``devstack/recovery.py``).
+
 Ctrl-C / SIGTERM stops it in reverse order: scheduler, gateway (clients closed with 1001), HTTP server, demo
-registry, then DynamoDB (final snapshot). Exit status 0; every port is free afterwards. A second Ctrl-C
-forces the exit.
+registry, then DynamoDB (final snapshot). Exit status 0; every port is free afterwards. Any number of SIGTERMs
+(``make`` forwards the one its process group got: the stack gets two) is one clean stop. A deliberate
+repeated Ctrl-C — a third one, or one more than ``FORCE_AFTER_S`` seconds into the stop — forces the exit,
+but still lets the embedded DynamoDB write its final snapshot first. Signals are only recorded by their
+handlers (``devstack/signals.py``); the stop runs on its own thread while the main thread watches for more.
 
 The stack's own environment variables (docs/reference.md §1) are read here, not in ``chalicelib.settings``: they
 configure this development tool, never the deployed functions.
@@ -40,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from chalicelib.errors import ConfigError
@@ -48,6 +54,8 @@ from chalicelib.logs import get_logger
 from chalicelib.settings import Settings, schedule_rate_minutes, settings_from_env
 from devstack.dynamodb import DynamoProcess
 from devstack.logformat import AUTO, LOG_FORMAT_ENV, install_log_format, log_format_choice
+from devstack.signals import StopSignals, signal_name
+from devstack.statefiles import open_private, private_directory
 
 log = get_logger("local.stack")
 
@@ -60,6 +68,12 @@ _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", ""}
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+EXIT_FORCED = 130
+# A deliberate forced exit: the third Ctrl-C, or a Ctrl-C this long after the stop began (a quick double press,
+# or make's forwarded SIGTERM, is not one).
+FORCE_AFTER_S = 2.0
+FORCE_AT_INTERRUPTS = 3
+FORCED_EXIT_DYNAMODB_WAIT_S = 30.0
 
 
 class StartupError(Exception):
@@ -78,6 +92,11 @@ class LocalOptions:
     dynamodb_endpoint: str | None = None
     test_hooks: bool = False
     log_format: str = AUTO  # auto | human | json; main() resolves auto before the stack starts
+    # Test-only negative controls (read only with MODEL_CATALOG_LOCAL_TEST_HOOKS=1): the durability mechanisms
+    # switched off one by one, so that tests can prove they would notice their absence.
+    write_ahead_log: bool = True
+    new_epoch_after_unclean_stop: bool = True
+    snapshot_delay_s: float = 0.5
 
     @property
     def embedded_dynamodb(self) -> bool:
@@ -85,6 +104,14 @@ class LocalOptions:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> LocalOptions:
+        test_hooks = _flag(environ, "MODEL_CATALOG_LOCAL_TEST_HOOKS")
+        controls: dict[str, Any] = {}
+        if test_hooks:
+            controls = {
+                "write_ahead_log": not _flag(environ, "MODEL_CATALOG_LOCAL_TEST_NO_WAL"),
+                "new_epoch_after_unclean_stop": not _flag(environ, "MODEL_CATALOG_LOCAL_TEST_NO_NEW_EPOCH"),
+                "snapshot_delay_s": _positive_seconds(environ, "MODEL_CATALOG_LOCAL_TEST_SNAPSHOT_DELAY", 0.5),
+            }
         return cls(
             http_port=_port(environ, "MODEL_CATALOG_HTTP_PORT", 8000),
             ws_port=_port(environ, "MODEL_CATALOG_WS_PORT", 8001),
@@ -92,8 +119,9 @@ class LocalOptions:
             state_dir=Path(environ.get("MODEL_CATALOG_STATE_DIR") or ".local/state").expanduser().resolve(),
             reset=_flag(environ, "MODEL_CATALOG_RESET"),
             dynamodb_endpoint=(environ.get("MODEL_CATALOG_DYNAMODB_ENDPOINT") or "").strip() or None,
-            test_hooks=_flag(environ, "MODEL_CATALOG_LOCAL_TEST_HOOKS"),
+            test_hooks=test_hooks,
             log_format=_log_format(environ),
+            **controls,
         )
 
 
@@ -194,7 +222,10 @@ def _bound_port(sock: socket.socket) -> int:
 
 # -- state directory ----------------------------------------------------------------------------------------
 class StateDir:
-    """``MODEL_CATALOG_STATE_DIR``: owned by one running stack at a time; RESET wipes only a dir we created."""
+    """``MODEL_CATALOG_STATE_DIR``: owned by one running stack at a time; RESET wipes only a dir we created.
+
+    Private: 0700, its files 0600 (an existing directory is tightened).
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -212,15 +243,17 @@ class StateDir:
             shutil.rmtree(self.path)
             log.info("local state wiped (RESET=1)", extra={"state_dir": str(self.path)})
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / STATE_MARKER).write_text("model-catalog local stack state (safe to delete)\n")
+            private_directory(self.path)
+            with os.fdopen(open_private(self.path / STATE_MARKER, os.O_WRONLY | os.O_TRUNC), "w") as marker:
+                marker.write("model-catalog local stack state (safe to delete)\n")
         except OSError as exc:
             raise StartupError(f"cannot use the state directory {self.path}: {exc.strerror or exc}") from None
         self._acquire()
 
     def _acquire(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / ".lock", "a+")  # noqa: SIM115 — held open for the stack's lifetime
+        private_directory(self.path)
+        # Held open for the stack's lifetime.
+        handle = os.fdopen(open_private(self.path / ".lock", os.O_RDWR | os.O_APPEND), "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -307,19 +340,16 @@ def import_app() -> Any:
     return importlib.import_module("app")
 
 
-def create_tables(endpoint: str | None, region: str, settings: Settings) -> None:
+def dynamodb_client(endpoint: str | None, region: str) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    from devstack.tables import create_tables as create
-
-    client = boto3.client(
+    return boto3.client(
         "dynamodb",
         endpoint_url=endpoint,
         region_name=region,
         config=BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}),
     )
-    create(client, settings.tables)
 
 
 # -- the stack ------------------------------------------------------------------------------------------------
@@ -337,6 +367,7 @@ class LocalStack:
         self.scheduler: Any = None
         self.sockets: dict[str, socket.socket] = {}
         self.urls: dict[str, str] = {}
+        self.new_epoch_reason: str | None = None
 
     def start(self) -> None:
         options = self.options
@@ -355,7 +386,12 @@ class LocalStack:
         if options.embedded_dynamodb:
             # The child writes its log lines to our stderr, in the format we chose.
             child_env = {**os.environ, **self.environ, LOG_FORMAT_ENV: options.log_format}
-            self.dynamo = DynamoProcess(state_dir=options.state_dir, env=child_env)
+            self.dynamo = DynamoProcess(
+                state_dir=options.state_dir,
+                env=child_env,
+                wal=options.write_ahead_log,
+                snapshot_delay_s=options.snapshot_delay_s,
+            )
             try:
                 self.dynamo.start()
             except RuntimeError as exc:
@@ -371,10 +407,23 @@ class LocalStack:
         settings = validate(self.environ)  # the final environment, as the app will read it
         os.environ.update(self.environ)
         endpoint = None if self.dynamodb_endpoint == "aws" else self.dynamodb_endpoint
+        from devstack.recovery import ensure_unused_cursor
+        from devstack.tables import create_tables
+
+        client = dynamodb_client(endpoint, settings.region)
         try:
-            create_tables(endpoint, settings.region, settings)
+            create_tables(client, settings.tables)
         except Exception as exc:
             raise StartupError(f"cannot create the DynamoDB tables at {self.dynamodb_endpoint}: {exc}") from None
+        try:
+            self.new_epoch_reason = ensure_unused_cursor(
+                client,
+                settings.tables,
+                self.dynamo.restored if self.dynamo is not None else None,
+                rotate=options.new_epoch_after_unclean_stop,
+            )
+        except Exception as exc:
+            raise StartupError(f"cannot check the event journal at {self.dynamodb_endpoint}: {exc}") from None
 
         try:
             app_module = import_app()
@@ -498,20 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     options = replace(options, log_format=install_log_format(options.log_format))
     _configure_log_level(settings.log_level)
 
-    stop_requested = threading.Event()
+    os.umask(0o077)  # whatever the stack creates (state files, the OAuth key) is private to this user
+    signals = StopSignals().install()
     stack = LocalStack(options, app_environ)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop_requested.is_set():
-            print("model-catalog: forced exit", file=sys.stderr, flush=True)
-            if stack.dynamo is not None and stack.dynamo.process is not None:
-                with contextlib.suppress(OSError):
-                    stack.dynamo.process.kill()
-            os._exit(130)
-        stop_requested.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
 
     try:
         stack.start()
@@ -540,13 +578,65 @@ def main(argv: list[str] | None = None) -> int:
     log.info("local stack ready", extra={"http_url": stack.urls["http_url"], "ws_url": stack.urls["ws_url"]})
 
     exit_code = 0
-    while not stop_requested.wait(0.5):
+    while not signals.received:
+        signals.wait(0.5)
         if not stack.dynamodb_alive():
             log.error("the embedded DynamoDB exited unexpectedly; stopping the stack")
             exit_code = EXIT_FAILURE
             break
+    return stop_stack(stack, signals, exit_code)
+
+
+def forced_exit_due(received: list[tuple[int, float]]) -> bool:
+    """A deliberate repeated Ctrl-C: the third SIGINT, or a SIGINT ``FORCE_AFTER_S`` after the stop began.
+
+    SIGTERM never forces: ``make`` forwards the SIGTERM its process group got, so ``kill -TERM -- -<pgid>`` of
+    ``make run`` delivers two at once, and systemd or a container runtime follow theirs with SIGKILL anyway.
+    """
+    if len(received) < 2:
+        return False
+    began = received[0][1]
+    interrupts = sum(1 for number, _ in received if number == signal.SIGINT)
+    late = any(number == signal.SIGINT and at - began >= FORCE_AFTER_S for number, at in received[1:])
+    return interrupts >= FORCE_AT_INTERRUPTS or late
+
+
+def stop_stack(stack: LocalStack, signals: StopSignals, exit_code: int) -> int:
+    """Stop the stack on a thread; the main thread keeps reading signals (logged; a forced exit if due)."""
+    outcome: dict[str, bool] = {}
+    stopper = threading.Thread(target=lambda: outcome.update(clean=stack.stop()), name="stop", daemon=True)
     log.info("stopping the local stack")
-    if not stack.stop():
+    stopper.start()
+    logged = 0
+    hinted = False
+    while True:
+        received = list(signals.received)
+        for index in range(logged, len(received)):
+            name = signal_name(received[index][0])
+            log.info("stop signal received", extra={"signal": name, "count": index + 1})
+        logged = len(received)
+        if forced_exit_due(received):
+            forced_exit(stack)
+        if not hinted and sum(1 for number, _ in received if number == signal.SIGINT) >= 2:
+            hinted = True
+            print("model-catalog: still stopping cleanly; press Ctrl-C again to force the exit",
+                  file=sys.stderr, flush=True)
+        if not stopper.is_alive():
+            break
+        signals.wait(0.2)
+    if not outcome.get("clean"):
         exit_code = exit_code or EXIT_FAILURE
     log.info("local stack stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+def forced_exit(stack: LocalStack) -> NoReturn:
+    """Exit now, leaving the stop half done — but only once the embedded DynamoDB wrote its final snapshot."""
+    print("model-catalog: forced exit; the embedded DynamoDB writes its final snapshot first", file=sys.stderr,
+          flush=True)
+    if stack.dynamo is not None and not stack.dynamo.stop_from_signal_context(FORCED_EXIT_DYNAMODB_WAIT_S):
+        log.error("the embedded DynamoDB did not stop in time; killing it (its write-ahead log keeps every write)")
+        with contextlib.suppress(OSError):
+            os.kill(stack.dynamo.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    log.warning("local stack forced exit", extra={"exit_code": EXIT_FORCED})
+    os._exit(EXIT_FORCED)

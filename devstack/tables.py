@@ -23,11 +23,13 @@ def create_tables(dynamodb_client: Any, tables: TableNames) -> None:
         name = getattr(tables, role)
         if name in existing:
             continue
+        indexes = spec.get("global_secondary_indexes")
         dynamodb_client.create_table(
             TableName=name,
             KeySchema=spec["key_schema"],
             AttributeDefinitions=spec["attribute_definitions"],
             BillingMode="PAY_PER_REQUEST",
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
         )
         dynamodb_client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2})
         if spec.get("ttl_attribute"):

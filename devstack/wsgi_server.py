@@ -53,6 +53,11 @@ class KeepAliveWSGIServer(ThreadingHTTPServer):
             with self._open_lock:
                 self._open.discard(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that went away mid-request (killed, or its pool closed): nothing to report
+        super().handle_error(request, client_address)
+
     def server_close(self) -> None:
         """Stop listening and end every open connection: nothing is served after this returns (a request being
         answered right now still completes)."""

@@ -91,7 +91,12 @@ def check_template(template: dict[str, Any], stage: str) -> list[str]:
         role_properties = resources.get(role_id, {}).get("Properties", {}) if role_id else {}
         inline = [policy.get("PolicyName") for policy in role_properties.get("Policies") or []]
         managed = role_properties.get("ManagedPolicyArns")
-        if inline != [render_template.LOGS_POLICY_NAME] or managed != [{"Ref": render_template.ACCESS_POLICY}]:
+        expected_inline = [render_template.LOGS_POLICY_NAME]
+        if logical_id in render_template.KICKING_FUNCTIONS:
+            expected_inline.append(render_template.KICK_POLICY_NAME)
+            if variables.get(render_template.WEBHOOK_FUNCTION_ENV) != {"Ref": "WebhookDispatch"}:
+                problems.append(f"{logical_id}: {render_template.WEBHOOK_FUNCTION_ENV} must name WebhookDispatch")
+        if inline != expected_inline or managed != [{"Ref": render_template.ACCESS_POLICY}]:
             problems.append(
                 f"{logical_id}: role {role_id} has policies {inline} and managed {managed}; expected the "
                 f"{render_template.ACCESS_POLICY} managed policy and the {render_template.LOGS_POLICY_NAME!r} one"

@@ -46,7 +46,15 @@ FUNCTIONS: dict[str, str] = {
     "WebsocketConnect": "websocket_connect",
     "WebsocketMessage": "websocket_message",
     "WebsocketDisconnect": "websocket_disconnect",
+    "WebhookDispatch": "webhook_dispatch",
 }
+# The functions that kick the webhook relay (an asynchronous invoke of WebhookDispatch after a commit or a replay):
+# they alone get MODEL_CATALOG_WEBHOOK_FUNCTION and an inline policy to invoke it. (Not in the shared AccessPolicy:
+# WebhookDispatch's own role carries that policy, so naming the function there would be a dependency cycle.)
+KICKING_FUNCTIONS = ("APIHandler", "ScheduledTick")
+KICK_POLICY_NAME = "kick-webhook-dispatch"
+WEBHOOK_FUNCTION_ENV = "MODEL_CATALOG_WEBHOOK_FUNCTION"
+EVENT_BUS_ENV = "MODEL_CATALOG_EVENT_BUS"
 ACCESS_POLICY = "AccessPolicy"  # the managed policy's logical id
 LOGS_POLICY_NAME = "write-logs"
 
@@ -67,6 +75,8 @@ DYNAMODB_ITEM_ACTIONS = [
 SCAN_TABLES = ("connections",)
 KMS_ACTIONS = ["kms:Encrypt", "kms:Decrypt"]
 SSM_ACTIONS = ["ssm:GetParameter"]
+EVENTS_ACTIONS = ["events:PutEvents"]
+INVOKE_ACTIONS = ["lambda:InvokeFunction"]
 LOG_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
 
 
@@ -167,6 +177,7 @@ def access_statements(
     secret_arns: list[Any],
     parameter_arns: list[Any],
     kms_condition: dict[str, Any] | None = None,
+    event_bus_arns: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """What the service's code may do, wherever it runs (Lambda, or `tick` from a CronJob). Arguments are ARNs:
     CloudFormation references (packaged template) or strings (dev policy)."""
@@ -199,7 +210,17 @@ def access_statements(
         kms_statement,
         {"Sid": "ReadSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": secret_arns},
         {"Sid": "ReadParameters", "Effect": "Allow", "Action": list(SSM_ACTIONS), "Resource": parameter_arns},
-    ]
+    ] + ([{"Sid": "PublishCatalogEvents", "Effect": "Allow", "Action": list(EVENTS_ACTIONS),
+           "Resource": event_bus_arns}] if event_bus_arns else [])
+
+
+def kick_statement(function_arns: list[Any]) -> dict[str, Any]:
+    return {"Sid": "KickWebhookDispatch", "Effect": "Allow", "Action": list(INVOKE_ACTIONS), "Resource": function_arns}
+
+
+def stage_event_bus(stage: str) -> str | None:
+    """The EventBridge bus of the stage (``MODEL_CATALOG_EVENT_BUS`` in .chalice/config.json), or None (off)."""
+    return chalice_stage(stage)["environment_variables"].get(EVENT_BUS_ENV) or None
 
 
 def logs_statement(log_arns: list[Any], actions: list[str]) -> dict[str, Any]:
@@ -238,7 +259,9 @@ def function_environment(specs: dict[str, dict[str, Any]], api_stage: str) -> di
     return variables
 
 
-def packaged_access_policy(specs: dict[str, dict[str, Any]], api_stage: str) -> dict[str, Any]:
+def packaged_access_policy(
+    specs: dict[str, dict[str, Any]], api_stage: str, event_bus: str | None = None
+) -> dict[str, Any]:
     arn_prefix = "arn:${AWS::Partition}"
     statements = access_statements(
         table_arns={role: {"Fn::GetAtt": [spec["logical_id"], "Arn"]} for role, spec in specs.items()},
@@ -259,6 +282,8 @@ def packaged_access_policy(specs: dict[str, dict[str, Any]], api_stage: str) -> 
         parameter_arns=[
             _sub(arn_prefix + ":ssm:${AWS::Region}:${AWS::AccountId}:parameter${ProviderParametersPath}*"),
         ],
+        event_bus_arns=[_sub(arn_prefix + ":events:${AWS::Region}:${AWS::AccountId}:event-bus/" + event_bus)]
+        if event_bus else None,
     )
     return {
         "Type": "AWS::IAM::ManagedPolicy",
@@ -270,16 +295,16 @@ def packaged_access_policy(specs: dict[str, dict[str, Any]], api_stage: str) -> 
     }
 
 
-def function_role_patch() -> dict[str, Any]:
-    """Chalice's role for one function: the shared access policy plus writing to the stack's log group."""
+def function_role_patch(kicks: bool = False) -> dict[str, Any]:
+    """Chalice's role for one function: the shared access policy plus writing to the stack's log group (and, for
+    the functions that kick the webhook relay, invoking WebhookDispatch)."""
     logs = {"Version": "2012-10-17", "Statement": [logs_statement([{"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}],
                                                                    LOG_ACTIONS)]}
-    return {
-        "Properties": {
-            "ManagedPolicyArns": [{"Ref": ACCESS_POLICY}],
-            "Policies": [{"PolicyName": LOGS_POLICY_NAME, "PolicyDocument": logs}],
-        }
-    }
+    policies = [{"PolicyName": LOGS_POLICY_NAME, "PolicyDocument": logs}]
+    if kicks:
+        invoke = {"Version": "2012-10-17", "Statement": [kick_statement([{"Fn::GetAtt": ["WebhookDispatch", "Arn"]}])]}
+        policies.append({"PolicyName": KICK_POLICY_NAME, "PolicyDocument": invoke})
+    return {"Properties": {"ManagedPolicyArns": [{"Ref": ACCESS_POLICY}], "Policies": policies}}
 
 
 def merge_template(stage: str) -> dict[str, Any]:
@@ -298,20 +323,23 @@ def merge_template(stage: str) -> dict[str, Any]:
         "Value": websocket_url_expression(api_stage),
     }
 
-    resources[ACCESS_POLICY] = packaged_access_policy(specs, api_stage)
+    resources[ACCESS_POLICY] = packaged_access_policy(specs, api_stage, stage_event_bus(stage))
     outputs["AccessPolicyArn"] = {
         "Description": "The service's data-access policy; attach it to the role of a CronJob that runs `tick`.",
         "Value": {"Ref": ACCESS_POLICY},
     }
     environment = function_environment(specs, api_stage)
     for logical_id, function_name in FUNCTIONS.items():
+        variables = copy.deepcopy(environment)
+        if logical_id in KICKING_FUNCTIONS:
+            variables[WEBHOOK_FUNCTION_ENV] = {"Ref": "WebhookDispatch"}
         resources[logical_id] = {
             "Properties": {
-                "Environment": {"Variables": copy.deepcopy(environment)},
+                "Environment": {"Variables": variables},
                 "LoggingConfig": {"LogGroup": {"Ref": "FunctionLogGroup"}, "LogFormat": "Text"},
             }
         }
-        resources[role_logical_id(function_name)] = function_role_patch()
+        resources[role_logical_id(function_name)] = function_role_patch(kicks=logical_id in KICKING_FUNCTIONS)
     resources["ScheduledTick"]["Properties"]["ReservedConcurrentExecutions"] = {
         "Fn::If": ["ReserveTickConcurrency", {"Ref": "ScheduledTickReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
     }
@@ -356,6 +384,8 @@ def _dev_names(stage: str = "dev") -> dict[str, Any]:
         "tables": {role: env[spec["env_var"]] for role, spec in specs.items()},
         "kms_alias": kms_alias,
         "api_token_secret": env["MODEL_CATALOG_API_TOKEN_SECRET_ID"],
+        "event_bus": env.get(EVENT_BUS_ENV) or None,
+        "webhook_function": env.get(WEBHOOK_FUNCTION_ENV) or f"{prefix}-webhook_dispatch",
     }
 
 
@@ -409,7 +439,10 @@ def dev_policy(stage: str = "dev") -> dict[str, Any]:
         kms_condition={"ForAnyValue:StringEquals": {"kms:ResourceAliases": names["kms_alias"]}},
         secret_arns=[f"arn:aws:secretsmanager:*:*:secret:{prefix}/*"],
         parameter_arns=[f"arn:aws:ssm:*:*:parameter/{prefix}/*"],
+        event_bus_arns=[f"arn:aws:events:*:*:event-bus/{names['event_bus']}"] if names["event_bus"] else None,
     )
+    # chalice deploy gives every function the one policy: the dispatch function's name is known from the stage.
+    statements.append(kick_statement([f"arn:aws:lambda:*:*:function:{names['webhook_function']}"]))
     # chalice deploy names functions <app>-<stage>-<function>, and Lambda creates their log groups.
     statements.append(
         logs_statement([f"arn:aws:logs:*:*:log-group:/aws/lambda/{prefix}-*"], ["logs:CreateLogGroup", *LOG_ACTIONS])

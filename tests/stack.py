@@ -7,6 +7,10 @@ asserting a clean exit (status 0) and that every port it used is free again::
     with LocalStack(tmp_path) as stack:
         assert stack.get("/api/v1/providers").status_code == 200
 
+``LocalStack(..., under_make=True)`` starts it the way ``make run`` does: as the child of ``make`` (the
+project's own ``run`` recipe), so that a signal to the process group arrives twice, as it does for users.
+``process_tree()``, ``signal_group()`` and ``kill_tree()`` reach every process of the stack.
+
 ``EmbeddedDynamo`` starts only the embedded DynamoDB (moto server, requests serialized unless
 ``serialize=False`` for negative controls)::
 
@@ -39,6 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 _INHERITED_PREFIXES = ("MODEL_CATALOG_",)
 # The bundled config's real providers must fail fast ("… is not set"), never reach the internet from a test.
 _PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
+# make's own variables: a stack started under `make test` must not join that make's jobserver.
+_MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
 _AWS_ISOLATION = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -80,13 +86,32 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (by parent pid, read from /proc), root first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop(0)
+        if pid == root and not pid_alive(pid):
+            continue
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
 def isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The test runner's environment without MODEL_CATALOG_* or real AWS credentials, plus ``extra``."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(_INHERITED_PREFIXES)
-        and key not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", *_PROVIDER_KEYS)
+        and key not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", *_PROVIDER_KEYS, *_MAKE_VARIABLES)
     }
     env.update(_AWS_ISOLATION)
     env["PYTHONUNBUFFERED"] = "1"
@@ -137,6 +162,7 @@ class LocalStack:
         test_hooks: bool = True,
         state_dir: Path | None = None,
         startup_timeout_s: float = 90.0,
+        under_make: bool = False,
     ):
         self.tmp_path = Path(tmp_path)
         self.state_dir = Path(state_dir) if state_dir else self.tmp_path / "state"
@@ -146,6 +172,8 @@ class LocalStack:
         self.tick_seconds = tick_seconds
         self.test_hooks = test_hooks
         self.startup_timeout_s = startup_timeout_s
+        self.under_make = under_make
+        self.tree_at_ready: list[int] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
         self.stdout: _OutputPump | None = None
@@ -176,8 +204,15 @@ class LocalStack:
         self.ready = {}
         self.returncode = None
         self._ready_event.clear()
+        self.tree_at_ready = []
+        # Under make: the project's `run` recipe with this interpreter; `-o` keeps make from (re)installing the venv.
+        command = (
+            ["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"PY={sys.executable}"]
+            if self.under_make
+            else [sys.executable, "-m", "devstack"]
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
+            command,
             cwd=REPO,
             env=self.environment(**env_overrides),
             stdin=subprocess.DEVNULL,
@@ -207,6 +242,7 @@ class LocalStack:
         while time.monotonic() < deadline:
             with contextlib.suppress(requests.RequestException):
                 if self._session.get(self.http_url + "/api/v1/health", timeout=2).status_code == 200:
+                    self.tree_at_ready = self.process_tree()
                     return self
             time.sleep(0.1)
         self.kill()
@@ -224,20 +260,81 @@ class LocalStack:
                 pump.join()
         return self.returncode
 
-    def stop(self, expect_clean: bool = True, timeout_s: float = 60.0, signal_number: int = signal.SIGTERM) -> int:
-        """SIGTERM (or Ctrl-C's SIGINT); with ``expect_clean`` assert exit status 0 and that every port is free."""
+    def stop(
+        self, expect_clean: bool = True, timeout_s: float = 60.0, signal_number: int = signal.SIGTERM,
+        group: bool = False,
+    ) -> int:
+        """SIGTERM (or Ctrl-C's SIGINT) to the stack, or with ``group`` to its whole process group; with
+        ``expect_clean`` assert the stack's exit status 0, that every port is free and no process of it is left.
+        Returns the stack's own exit status (under make, read from its last log line)."""
         assert self.process is not None, "not started"
         if self.process.poll() is None:
-            self.process.send_signal(signal_number)
-        code = self.wait_exit(timeout_s)
+            if group:
+                self.signal_group(signal_number)
+            else:
+                self.process.send_signal(signal_number)
+        self.wait_exit(timeout_s)
+        code = self.stack_exit_code()
         if expect_clean:
             assert code == 0, f"the local stack exited with status {code}\n{self.stderr_text}"
-            busy = [port for port in self.ports() if not port_is_free(port)]
-            assert not busy, f"ports still in use after stop: {busy}"
-            dynamodb_pid = self.ready.get("dynamodb_pid")
-            if dynamodb_pid:
-                assert not pid_alive(int(dynamodb_pid)), "the embedded DynamoDB outlived the stack"
+            self.assert_nothing_left()
         return code
+
+    def stack_exit_code(self) -> int | None:
+        """The exit status of ``python -m devstack`` itself: make (when in between) dies of the signal it got."""
+        if not self.under_make:
+            return self.returncode
+        for entry in reversed(self.log_entries()):
+            if entry.get("message") in ("local stack stopped", "local stack forced exit"):
+                return int(entry["exit_code"])
+        return None
+
+    def assert_nothing_left(self, timeout_s: float = 20.0) -> None:
+        """No process of the stack is alive (all of them, as seen when it was ready) and every port is free."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = [pid for pid in self.tree_at_ready if pid_alive(pid)]
+            busy = [port for port in self.ports() if not port_is_free(port)] if self.ready else []
+            if not alive and not busy:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"outlived the stack: processes {alive}, ports {busy}\n{self.stderr_text}")
+            time.sleep(0.1)
+
+    def process_tree(self) -> list[int]:
+        """Every process of the stack: make (if any), ``python -m devstack``, its embedded DynamoDB."""
+        assert self.process is not None
+        return process_tree(self.process.pid)
+
+    def signal_group(self, signal_number: int) -> None:
+        """``kill -<signal> -- -<pgid>``: the stack's process group (make and the stack, as a terminal or a
+        supervisor would signal them; the embedded DynamoDB has its own session)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal_number)
+
+    def kill_tree(self) -> list[int]:
+        """A crash of everything at once: every process of the tree is frozen (SIGSTOP, so none can react to
+        another's death), then SIGKILLed. Returns the pids."""
+        pids = self.process_tree()
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        assert self.process is not None
+        self.returncode = self.process.wait(timeout=30)
+        for pump in (self.stdout, self.stderr):
+            if pump is not None:
+                pump.join()
+        return pids
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The stack's JSON log lines (its own and its DynamoDB child's)."""
+        entries = []
+        for line in self.stderr_text.splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    entries.append(json.loads(line))
+        return entries
 
     def restart(self, **env_overrides: str) -> LocalStack:
         self.stop()
@@ -409,6 +506,7 @@ class EmbeddedDynamo:
         widen_races: bool = False,
         ttl_sweep_s: float | None = None,
         snapshot_delay_s: float = 0.5,
+        wal: bool = True,
     ):
         self._process = DynamoProcess(
             state_dir=state_dir,
@@ -417,6 +515,7 @@ class EmbeddedDynamo:
             snapshot_delay_s=snapshot_delay_s,
             env=isolated_env(),
             switch_interval_s=1e-6 if widen_races else None,
+            wal=wal,
         )
 
     @property
@@ -427,6 +526,16 @@ class EmbeddedDynamo:
     def pid(self) -> int:
         assert self._process.process is not None
         return self._process.process.pid
+
+    @property
+    def restored(self) -> dict[str, Any]:
+        """What the server reported about the state it loaded: ``clean``, ``state``, ``reason``, ``replayed``."""
+        return self._process.restored
+
+    @property
+    def returncode(self) -> int | None:
+        assert self._process.process is not None
+        return self._process.process.returncode
 
     def client(self, **config: Any) -> Any:
         return dynamodb_client(self.endpoint, **config)

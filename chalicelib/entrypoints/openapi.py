@@ -172,8 +172,10 @@ def _schemas() -> dict[str, Any]:
             },
         }
     )
+    schemas.update(_webhook_schemas())
     schemas.update(_token_schemas(nullable_string))
     _closed(schemas)
+    schemas["WebhookCreate"]["required"] = ["url"]
     schemas["ModelList"]["required"] = ["revision", "models"]  # next_cursor comes only with `limit`
     schemas.update(_export_schemas())
     # Only a result too big to store or send whole carries it (its id lists were cut): clients refetch.
@@ -186,6 +188,81 @@ def _schemas() -> dict[str, Any]:
         schemas["ProviderChange"]["properties"][name] = count
     schemas["Event"]["properties"]["truncated"] = {"type": "boolean", "const": True}
     return schemas
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    """docs/reference.md §9 (the service builds these shapes in chalicelib/webhook_service.py)."""
+    nullable_string = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    count = {"type": "integer", "minimum": 0}
+    webhook = {
+        "id": {"type": "string", "pattern": "^wh_[0-9a-f]+$"},
+        "url": {"type": "string"},
+        "description": nullable_string,
+        "provider_ids": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                         "description": "only events that change one of these providers; null: every event"},
+        "enabled": {"type": "boolean", "description": "false once the endpoint answered 410 or kept failing"},
+        "created_at": {"type": "string", "description": "ISO-8601 date-time (UTC)"},
+        "deliveries": {
+            "type": "object",
+            "description": "messages delivered (replays count again), given up on, and waiting to be delivered",
+            "properties": {"succeeded": count, "failed": count, "pending": count},
+        },
+        "last_error": {**nullable_string, "description": "the last failed attempt's error; null after a delivery"},
+        "failing_since": {**nullable_string, "description": "(extension) when attempts started failing, or null"},
+        "disabled_reason": {**nullable_string, "description": "(extension) why the endpoint was disabled, or null"},
+    }
+    return {
+        "Webhook": {"title": "Webhook", "type": "object", "properties": webhook},
+        "WebhookWithSecret": {
+            "title": "WebhookWithSecret",
+            "type": "object",
+            "properties": {**webhook, "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]+$",
+                                                 "description": "shown only here"}},
+        },
+        "WebhookList": {"title": "WebhookList", "type": "object",
+                        "properties": {"webhooks": {"type": "array", "items": {"$ref": REF.format(model="Webhook")}}}},
+        "WebhookCreate": {
+            "title": "WebhookCreate",
+            "type": "object",
+            "properties": {
+                "url": {"type": "string", "minLength": 1, "maxLength": 2048,
+                        "description": "https:// to a public address (http and private addresses only where "
+                                       "MODEL_CATALOG_ALLOW_PRIVATE_URLS=1)"},
+                "description": {**nullable_string, "maxLength": 1000},
+                "provider_ids": {"anyOf": [{"type": "array", "minItems": 1, "maxItems": 100,
+                                            "items": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"}},
+                                           {"type": "null"}]},
+            },
+        },
+        "WebhookAttempts": {
+            "title": "WebhookAttempts",
+            "type": "object",
+            "properties": {
+                "attempts": {
+                    "type": "array",
+                    "description": "newest first, at least the last 100",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "message_id": {"type": "string", "description": "the webhook-id: msg_<epoch>_<seq>"},
+                            "seq": {"type": "integer"},
+                            "attempt": {"type": "integer", "minimum": 1},
+                            "status_code": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                            "error": nullable_string,
+                            "at": {"type": "string", "description": "ISO-8601 date-time (UTC)"},
+                        },
+                    },
+                }
+            },
+        },
+        "WebhookReplay": {"title": "WebhookReplay", "type": "object",
+                          "properties": {"since": {"type": "integer", "minimum": 0}}},
+        "WebhookReplayAccepted": {
+            "title": "WebhookReplayAccepted",
+            "type": "object",
+            "properties": {"replayed": count, "message_ids": {"type": "array", "items": {"type": "string"}}},
+        },
+    }
 
 
 SCOPE_NAMES = ["read", "refresh", "admin"]
@@ -369,6 +446,10 @@ def _responses() -> dict[str, Any]:
         "InvalidRequest": _error("The request body cannot be used.", ["invalid_request"]),
         "TokenNotFound": _error("No token has this id.", ["token_not_found"]),
         "Unavailable": _error("The service cannot verify tokens right now.", ["token_unavailable"]),
+        "WebhookBadRequest": _error("The body is not what the route takes, or the webhook URL may not be used.",
+                                    ["invalid_request", "invalid_webhook_url"]),
+        "WebhookNotFound": _error("No webhook with that id.", ["webhook_not_found"]),
+        "WebhookDisabled": _error("The webhook is disabled (it answered 410, or kept failing).", ["webhook_disabled"]),
     }
 
 
@@ -380,6 +461,9 @@ def _use(*names: str) -> dict[str, Any]:
         "RefreshInProgress": "409",
         "InternalError": "500",
         "Unavailable": "503",
+        "WebhookBadRequest": "400",
+        "WebhookNotFound": "404",
+        "WebhookDisabled": "409",
         "Forbidden": "403",
         "UrlTokenRefused": "403",
         "InvalidRequest": "400",
@@ -417,8 +501,49 @@ def _protected(operation_id: str, summary: str, ok: dict[str, Any], *errors: str
     }
 
 
-_ERROR_ORDER = ["BadRequest", "InvalidRequest", "Unauthorized", "Forbidden", "UrlTokenRefused", "NotFound",
-                "TokenNotFound", "RefreshInProgress", "InternalError", "Unavailable"]
+_ERROR_ORDER = ["BadRequest", "InvalidRequest", "WebhookBadRequest", "Unauthorized", "Forbidden", "UrlTokenRefused",
+                "NotFound", "TokenNotFound", "WebhookNotFound", "RefreshInProgress", "WebhookDisabled", "InternalError",
+                "Unavailable"]
+
+
+def _admin(operation_id: str, summary: str, status: str, ok: dict[str, Any], *errors: str, **extra: Any) -> dict:
+    """A webhook operation (scope `admin`) answering ``status`` on success."""
+    operation = _protected(operation_id, summary, ok, "Forbidden", *errors, tags=["webhooks"], **extra)
+    operation["responses"] = {status: operation["responses"].pop("200"), **operation["responses"]}
+    return operation
+
+
+def _webhook_paths() -> dict[str, Any]:
+    webhook_ref = _path_param("webhook_id", "a webhook id", "wh_0123456789abcdef0123")
+    body = {"required": True, "content": _json(_ref("WebhookCreate"))}
+    return {
+        f"{PREFIX}/webhooks": {
+            "post": _admin("create_webhook", "Add a webhook endpoint; the answer shows its secret, once", "201",
+                           {"description": "The endpoint and its secret.", "content": _json(_ref("WebhookWithSecret"))},
+                           "WebhookBadRequest", requestBody=body),
+            "get": _admin("list_webhooks", "Every webhook endpoint, with its delivery counts and health", "200",
+                          {"description": "The endpoints.", "content": _json(_ref("WebhookList"))}),
+        },
+        f"{PREFIX}/webhooks/{{webhook_id}}": {
+            "get": _admin("get_webhook", "One webhook endpoint", "200",
+                          {"description": "The endpoint.", "content": _json(_ref("Webhook"))},
+                          "WebhookNotFound", parameters=[webhook_ref]),
+            "delete": _admin("delete_webhook", "Remove a webhook endpoint (its pending deliveries go with it)", "204",
+                             {"description": "Removed."}, "WebhookNotFound", parameters=[webhook_ref]),
+        },
+        f"{PREFIX}/webhooks/{{webhook_id}}/attempts": {
+            "get": _admin("webhook_attempts", "The endpoint's delivery attempts, newest first (at least 100)", "200",
+                          {"description": "The attempts.", "content": _json(_ref("WebhookAttempts"))},
+                          "WebhookNotFound", parameters=[webhook_ref]),
+        },
+        f"{PREFIX}/webhooks/{{webhook_id}}/replay": {
+            "post": _admin("replay_webhook", "Deliver again every event of the current epoch after seq `since`", "202",
+                           {"description": "The messages queued for delivery.",
+                            "content": _json(_ref("WebhookReplayAccepted"))},
+                           "WebhookBadRequest", "WebhookNotFound", "WebhookDisabled", parameters=[webhook_ref],
+                           requestBody={"required": True, "content": _json(_ref("WebhookReplay"))}),
+        },
+    }
 
 
 def _refresh(operation_id: str, summary: str, *errors: str, **extra: Any) -> dict[str, Any]:
@@ -781,6 +906,7 @@ def _build() -> dict[str, Any]:
             {"name": "changes", "description": "The change events as a feed (JSON with a cursor, Atom)"},
             {"name": "service", "description": "Health, client settings, this document"},
             {"name": "web", "description": "The web page"},
+            {"name": "webhooks", "description": "Standard Webhooks endpoints (admin scope)"},
             {"name": "tokens", "description": "Scoped API tokens (admin) and the caller's identity"},
             {"name": "exports", "description": "The catalog in formats other tools read by URL"},
         ],
@@ -788,7 +914,7 @@ def _build() -> dict[str, Any]:
         # stage prefix (https://host/<stage>/api/v1/…) without the service knowing its public URL.
         "servers": [{"url": "../..", "description": "the service that serves this document"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), **_webhook_paths()},
         "components": {
             "schemas": _schemas(),
             "responses": _responses(),

@@ -283,6 +283,29 @@ def _refresh_one(service: CatalogService, provider_id: str) -> dict[str, Any]:
     return service.refresh(scope="provider", provider_id=provider_id, trigger="manual")
 
 
+def json_body(request: Any) -> Any:
+    """The request's JSON body (None when empty); ``InvalidRequest`` when it is not JSON."""
+    raw = getattr(request, "raw_body", b"") or b""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the request body is not valid JSON") from None
+
+
+def created(body: Any) -> Response:
+    return Response(body=body, status_code=201, headers={"Content-Type": "application/json"})
+
+
+def accepted(body: Any) -> Response:
+    return Response(body=body, status_code=202, headers={"Content-Type": "application/json"})
+
+
+def no_content() -> Response:
+    return Response(body="", status_code=204)
+
+
 def client_config(container: Container) -> dict[str, Any]:
     return {"ws_url": container.public_ws_url(), "api_prefix": "/api/v1"}
 

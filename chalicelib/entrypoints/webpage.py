@@ -21,6 +21,7 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 # name → Content-Type. The allowlist is the whole defence against path traversal: nothing else is read.
 ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
+    "format.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

@@ -8,7 +8,7 @@ time budget allows (``max_connections``); past that the event is the scheduled t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,19 +34,31 @@ class EventPublisher:
         keep: int = DEFAULT_KEEP,
         claim_lease_s: float = DEFAULT_CLAIM_LEASE_S,
         count_connections: Callable[[int], int] | None = None,
+        channels: Sequence[Broadcaster] = (),
     ):
         self._journal = journal
         self._fanout = fanout
         self._keep = keep
         self._lease = claim_lease_s
         self._count_connections = count_connections  # ConnectionStore.count_up_to
+        # Further channels (webhooks, EventBridge): told by ``publish``, never kept pending here (they keep their own
+        # durable progress, events/_webhooks.py).
+        self._channels = tuple(channels)
 
     def publish(self, message: dict[str, Any], max_connections: int | None = None) -> Any:
         """Broadcast one just-committed event. Returns the fan-out stats (None if it was not broadcast here).
 
         ``max_connections`` (a request's budget): with more connections open than that, the event is left pending
-        and unclaimed, and the next scheduled tick delivers it (``publish_pending``), off the request path."""
+        and unclaimed, and the next scheduled tick delivers it (``publish_pending``), off the request path.
+
+        The further channels are told first, whatever happens to the fan-out: they only hand the event on (their
+        work runs beside it) and keep their own durable progress (the tick repairs what they miss)."""
         epoch, seq = message["epoch"], int(message["seq"])
+        for channel in self._channels:
+            try:
+                channel.broadcast(message)
+            except Exception:
+                log.exception("a delivery channel failed", extra={"seq": seq, "channel": type(channel).__name__})
         if max_connections is not None and self._count_connections is not None:
             try:
                 open_connections = self._count_connections(max_connections)

@@ -50,6 +50,7 @@ class UrlGuard:
     require_https: bool | None = None
     resolve: Resolver = socket.getaddrinfo
     exempt_networks: tuple[str, ...] = ()
+    subject: str = "provider URLs"  # what the refusals name ("webhook URLs" for webhook endpoints)
 
     @property
     def https_only(self) -> bool:
@@ -92,7 +93,7 @@ class UrlGuard:
         if what:
             name = f"{host} ({ip})" if host and host != str(ip) else str(ip)
             raise UnsafeUrlError(
-                f"{name} is {what}, which provider URLs may not use (set MODEL_CATALOG_ALLOW_PRIVATE_URLS=1 to allow)"
+                f"{name} is {what}, which {self.subject} may not use (set MODEL_CATALOG_ALLOW_PRIVATE_URLS=1 to allow)"
             )
 
 

@@ -28,12 +28,13 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.core.chunking import DEFAULT_MAX_CHUNK_BYTES, ListWrite, chunk_json_bytes, layout, plan_list
 from chalicelib.core.domain import ModelRecord, current_record
 from chalicelib.core.manifest import Manifest, ProviderEntry
+from chalicelib.errors import CatalogChanged
 from chalicelib.logs import get_logger
 from chalicelib.storage import codec
 from chalicelib.storage.dynamo import cancellation_reasons, from_item, query_items, to_item, values
@@ -74,6 +75,11 @@ class CatalogSnapshot:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.manifest, self.models))
+
+
+def new_epoch_id() -> str:
+    """A fresh, opaque event epoch."""
+    return uuid.uuid4().hex[:16]
 
 
 def manifest_item(manifest: Manifest) -> dict[str, Any]:
@@ -158,7 +164,7 @@ class CatalogStore:
         item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         if item:
             return manifest_from_item(item)
-        empty = Manifest(revision=0, epoch=uuid.uuid4().hex[:16], seq=0)
+        empty = Manifest(revision=0, epoch=new_epoch_id(), seq=0)
         try:
             self._client.put_item(
                 TableName=self._table, Item=manifest_item(empty), ConditionExpression="attribute_not_exists(pk)"
@@ -184,6 +190,35 @@ class CatalogStore:
             return manifest.seq, manifest.epoch, manifest.revision
         fields = from_item(item)
         return int(fields["seq"]), str(fields["epoch"]), int(fields["revision"])
+
+    def start_new_epoch(self, reason: str, attempts: int = 3) -> Manifest:
+        """Start the event history over: a fresh epoch with ``seq = 0``, the same revision and providers.
+
+        For a state that may be older than what clients were served (restored from a snapshot or backup): their
+        ``(epoch, seq)`` could otherwise be given to a different event, so resuming clients get
+        ``resync_required`` instead. A conditional write on the manifest as read; if a commit moved it in
+        between, read it again (``CatalogChanged`` after ``attempts``). ``reason`` goes to the log.
+        """
+        for _ in range(attempts):
+            current = self.read_manifest()
+            new = replace(current, epoch=new_epoch_id(), seq=0)
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=manifest_item(new),
+                    ConditionExpression="#revision = :revision AND #epoch = :epoch AND #seq = :seq",
+                    ExpressionAttributeNames={"#revision": "revision", "#epoch": "epoch", "#seq": "seq"},
+                    ExpressionAttributeValues=values(revision=current.revision, epoch=current.epoch, seq=current.seq),
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                continue
+            log.warning(
+                "new event epoch",
+                extra={"reason": reason, "previous_epoch": current.epoch, "previous_seq": current.seq,
+                       "epoch": new.epoch, "revision": new.revision},
+            )
+            return new
+        raise CatalogChanged("the catalog kept changing; no new epoch was started")
 
     def manifest_put_action(self, new: Manifest, expected_revision: int) -> dict[str, Any]:
         """A TransactWriteItems ``Put`` of ``new`` that fails unless the stored revision is still ``expected``."""

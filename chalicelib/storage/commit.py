@@ -8,13 +8,13 @@
 
 Either all are written or none. A cancelled transaction is explained by the action that failed, named, not by its
 position in the list. ``journaled_seq`` tells the engine where the journal of an epoch ends, so that it can start a
-new epoch rather than reuse or collide with a seq (``chalicelib.core.epoch``); ``new_epoch_id`` mints its id.
+new epoch rather than reuse or collide with a seq (``chalicelib.core.epoch``); ``storage.catalog.new_epoch_id``
+mints its id.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,11 +31,6 @@ _RETRYABLE = frozenset(
     {"TransactionConflictException", "ThrottlingException", "TransactionConflict", "ThrottlingError",
      "ProvisionedThroughputExceeded"}
 )
-
-
-def new_epoch_id() -> str:
-    """A fresh epoch id (the form the catalog's first manifest uses)."""
-    return uuid.uuid4().hex[:16]
 
 
 class CatalogCommit:

@@ -20,6 +20,8 @@ from tests.bench import (
     large_registry,
     refresh_all,
     revalidate,
+    web_page,
+    webhooks,
 )
 from tests.bench.common import REPO, ScenarioResult, machine_info
 from tests.bench.report import render
@@ -34,6 +36,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[bool], ScenarioResult]]] = {
     "answer_memory": ("Memory per MB of provider answer", answer_memory.run),
     "catalog_scale": ("Catalog at scale", catalog_scale.run),
     "client_scale": ("Clients at scale", client_scale.run),
+    "webhooks": ("Webhooks", webhooks.run),
+    "web_page": ("The web page with 50,000 models", web_page.run),
 }
 
 

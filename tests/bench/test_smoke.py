@@ -44,10 +44,11 @@ def test_the_quick_benchmark_measures_every_goal_and_cleans_up(tmp_path: Path) -
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(raw.read_text())["results"]
     assert [r["key"] for r in results] == ["cold_start", "refresh_all", "fanout", "large_registry", "revalidate",
-                                           "answer_memory", "catalog_scale", "client_scale"]
+                                           "answer_memory", "catalog_scale", "client_scale", "webhooks",
+                                           "web_page"]
     assert all(r["error"] is None for r in results), [r["error"] for r in results if r["error"]]
     goals = {g["name"]: g for r in results for g in r["goals"]}
-    assert len(goals) == 19, sorted(goals)
+    assert len(goals) == 20, sorted(goals)
     assert all(g["measured"] is not None for g in goals.values()), goals
     # Correctness that the numbers rely on (not speed): no writes on a no-change run, every client got every event.
     assert goals["no-change refresh: catalog writes (max over all runs)"]["measured"] == 0

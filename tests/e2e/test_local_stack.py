@@ -4,14 +4,19 @@ its embedded DynamoDB (serialized, persisted), the scheduler, the demo registry 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import stat
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +24,16 @@ import pytest
 import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as connect_sync
 
 from chalicelib.catalog_config import CatalogOptions, load_config
+from chalicelib.core.manifest import Manifest
 from chalicelib.settings import EXAMPLE_CONFIG
+from chalicelib.storage.catalog import CatalogStore, manifest_item
 from devstack.demo_registry import DEMO_REGISTRY_FILE
 from devstack.scheduler import LocalScheduler
+from devstack.tables import table_specs
 from tests.stack import EmbeddedDynamo, LocalStack, pid_alive, port_is_free
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,6 +204,21 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, demo_only: Path) -> None:
     assert local.stop(signal_number=signal.SIGINT) == 0  # exit status 0, every port free, DynamoDB child gone
 
 
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("target", ["the stack", "the process group of make run"])
+def test_a_stop_signal_leaves_no_process_of_the_stack(
+    tmp_path: Path, demo_only: Path, signal_number: int, target: str
+) -> None:
+    under_make = target != "the stack"
+    local = LocalStack(tmp_path, config=demo_only, under_make=under_make)
+    local.start()
+    assert len(local.tree_at_ready) == (3 if under_make else 2)  # [make,] the stack, its DynamoDB
+    # Exit status 0, every port free, every process of the tree (as seen when it was ready) gone.
+    assert local.stop(signal_number=signal_number, group=under_make) == 0
+    if under_make:
+        assert local.returncode == -signal_number  # make itself dies of the signal, after its child exited
+
+
 def test_a_crashed_stack_leaves_no_dynamodb_orphan(tmp_path: Path, demo_only: Path) -> None:
     local = LocalStack(tmp_path, config=demo_only)
     local.start()
@@ -204,6 +229,29 @@ def test_a_crashed_stack_leaves_no_dynamodb_orphan(tmp_path: Path, demo_only: Pa
     wait_until(lambda: not pid_alive(dynamodb_pid), timeout=20, what="the DynamoDB child to exit")
     port = int(local.dynamodb_endpoint.rsplit(":", 1)[1])
     wait_until(lambda: port_is_free(port), timeout=10, what="the DynamoDB port to be freed")
+    assert (local.state_dir / "dynamodb.clean").exists()  # it stopped cleanly on its own: final snapshot, marker
+
+
+def test_sigkill_of_the_process_group_of_make_run_leaves_no_process(tmp_path: Path, demo_only: Path) -> None:
+    """make and the stack die at once; the DynamoDB child (its own session) notices and exits on its own."""
+    local = LocalStack(tmp_path, config=demo_only, under_make=True)
+    local.start()
+    tree = local.tree_at_ready
+    local.signal_group(signal.SIGKILL)
+    local.wait_exit()
+    local.assert_nothing_left()
+    assert not [pid for pid in tree if pid_alive(pid)]
+
+
+def test_a_burst_of_stop_signals_stops_the_dynamodb_child_cleanly() -> None:
+    """The child's handlers only record the signal (no lock): a burst of SIGTERMs while it waits ends it cleanly.
+    Before, its handler set a threading.Event the main thread was waiting on and could deadlock on its lock."""
+    for _ in range(5):
+        dynamo = EmbeddedDynamo().start()
+        for _ in range(200):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(dynamo.pid, signal.SIGTERM)
+        assert dynamo.stop() == 0
 
 
 def test_the_scheduler_fires_at_start_and_then_every_tick(tmp_path: Path, demo_only: Path) -> None:
@@ -290,6 +338,460 @@ def test_a_port_in_use_is_reported(tmp_path: Path) -> None:
         local.launch(MODEL_CATALOG_HTTP_PORT=str(port))
         assert local.wait_exit() == 1
     assert f"127.0.0.1:{port}" in local.stderr_text and "MODEL_CATALOG_HTTP_PORT" in local.stderr_text
+
+
+# -- durability: clean stops lose nothing, crashes never reuse a cursor (docs/reference.md §1.3) -----------
+DURABLE_CONFIG = """
+[model_catalog]
+refresh_on_start = false
+
+[[providers]]
+id = "demo"
+name = "Demo registry"
+kind = "registry"
+url = "${MODEL_CATALOG_DEMO_REGISTRY_URL}"
+"""
+EVENT = "event.model_catalog.changed"
+# The stack's test-only negative controls (read only with MODEL_CATALOG_LOCAL_TEST_HOOKS=1, which LocalStack sets).
+NO_WAL = {"MODEL_CATALOG_LOCAL_TEST_NO_WAL": "1", "MODEL_CATALOG_LOCAL_TEST_SNAPSHOT_DELAY": "3600"}
+NO_NEW_EPOCH = {"MODEL_CATALOG_LOCAL_TEST_NO_NEW_EPOCH": "1"}
+
+
+@pytest.fixture
+def durable_config(tmp_path: Path) -> Path:
+    """Only the demo registry, no start-up refresh: after a restart the catalog is exactly what was stored."""
+    config = tmp_path / "durable.toml"
+    config.write_text(DURABLE_CONFIG)
+    return config
+
+
+class Registry:
+    """What the demo registry serves: one more model per change (the test's own list: the stack forgets the
+    served document at restart)."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, dict[str, Any]] = {}
+        self._names = itertools.count(1)
+
+    def add_model(self, stack: LocalStack) -> str:
+        key = f"model-{next(self._names):04d}"
+        self.models[key] = {"id": key, "name": key.title(), "limit": {"context": 8192, "output": 1024}}
+        stack.set_registry({"acme": {"id": "acme", "name": "Acme", "models": dict(self.models)}})
+        return f"acme/{key}"
+
+    @property
+    def ids(self) -> set[str]:
+        return {f"acme/{key}" for key in self.models}
+
+
+def change(stack: LocalStack, registry: Registry) -> dict[str, Any]:
+    """A refresh that changes the catalog, answered 200."""
+    added = registry.add_model(stack)
+    response = stack.post("/api/v1/providers:refresh")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["changed"] and added in result["changed"][0]["added"], result
+    return result
+
+
+def catalog_ids(stack: LocalStack) -> set[str]:
+    response = stack.get("/api/v1/models")
+    assert response.status_code == 200, response.text
+    return {model["id"] for model in response.json()["models"]}
+
+
+class Subscriber:
+    """A real WebSocket client of docs/reference.md §3."""
+
+    def __init__(self, connection: ClientConnection):
+        self.connection = connection
+
+    def recv(self, timeout: float = 15) -> dict[str, Any]:
+        return json.loads(self.connection.recv(timeout=timeout))
+
+    def subscribe(self, since: int | None = None, epoch: str | None = None) -> tuple[dict[str, Any], list[dict]]:
+        """The ``subscribed`` frame and every frame after it up to the pong of a ping (replays, resync_required)."""
+        self.connection.send(json.dumps({"action": "subscribe", "since": since, "epoch": epoch}))
+        subscribed = self.recv()
+        assert subscribed["type"] == "subscribed", subscribed
+        self.connection.send(json.dumps({"action": "ping"}))
+        frames = []
+        while (frame := self.recv()) != {"type": "pong"}:
+            frames.append(frame)
+        return subscribed, frames
+
+    def next_event(self) -> dict[str, Any]:
+        frame = self.recv()
+        assert frame["type"] == EVENT, frame
+        return frame
+
+
+@contextlib.contextmanager
+def subscriber(stack: LocalStack) -> Iterator[Subscriber]:
+    with connect_sync(stack.ws_connect_url, open_timeout=15, ping_interval=None, proxy=None) as connection:
+        yield Subscriber(connection)
+
+
+def resumed_honestly(seen: dict[str, Any], frames: list[dict[str, Any]]) -> bool:
+    """A client that saw event ``seen`` and resubscribed with ``since = seen.seq - 1``: the promise is that it
+    either gets that very event replayed, unchanged, or is told to resync — never another event under the same
+    ``(epoch, seq)``, never silence."""
+    if [frame["type"] for frame in frames] == ["resync_required"]:
+        return True
+    same_cursor = [frame for frame in frames if (frame.get("epoch"), frame.get("seq")) == (seen["epoch"], seen["seq"])]
+    return same_cursor == [seen]
+
+
+def log_messages(stack: LocalStack, message: str) -> list[dict[str, Any]]:
+    return [entry for entry in stack.log_entries() if entry.get("message") == message]
+
+
+@pytest.mark.parametrize("durability", ["as shipped", "final snapshot alone (no write-ahead log)"])
+def test_sigterm_to_the_process_group_of_make_run_right_after_a_change_loses_nothing(
+    tmp_path: Path, durable_config: Path, durability: str
+) -> None:
+    """Round after round: a change answers 200, the whole process group of ``make run`` gets SIGTERM at once (make
+    forwards it: the stack gets two), and after a restart the catalog and the journal hold the change, in the
+    same epoch. Without the write-ahead log (and no snapshot timer) only the final snapshot can save it."""
+    env = {} if durability == "as shipped" else NO_WAL
+    local = LocalStack(tmp_path, config=durable_config, env=env, under_make=True)
+    registry = Registry()
+    seen: dict[str, Any] | None = None
+    for round_number in range(4):
+        local.start()
+        if seen is not None:
+            assert registry.ids <= catalog_ids(local), f"round {round_number}: the catalog lost a change"
+            with subscriber(local) as client:
+                subscribed, frames = client.subscribe(since=seen["seq"] - 1, epoch=seen["epoch"])
+            assert (subscribed["epoch"], subscribed["seq"]) == (seen["epoch"], seen["seq"])  # a clean stop: same epoch
+            assert frames == [seen]  # the journal holds the event, with the content the client saw
+            assert not log_messages(local, "new event epoch")
+        if round_number == 3:
+            break
+        with subscriber(local) as client:
+            client.subscribe()
+            result = change(local, registry)
+            local.signal_group(signal.SIGTERM)  # right after the 200; make forwards it to the stack
+            # The kernel merges a signal that arrives while the same one is pending, so make's copy may coincide
+            # with the group's: one more, a moment later, makes the second signal certain.
+            time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(local.ready["pid"], signal.SIGTERM)
+            seen = client.next_event()  # already delivered: the refresh answers after its fan-out
+        assert seen["payload"] == result
+        local.wait_exit()
+        assert local.stack_exit_code() == 0, local.stderr_text
+        local.assert_nothing_left()
+        sigterms = [entry for entry in log_messages(local, "stop signal received") if entry["signal"] == "SIGTERM"]
+        assert len(sigterms) >= 2, local.stderr_text  # a repeated SIGTERM, and still a clean stop
+    local.stop(group=True)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stop_signal_to_the_stack_alone_right_after_a_change_keeps_it_in_the_final_snapshot(
+    tmp_path: Path, durable_config: Path, signal_number: int
+) -> None:
+    """Without the write-ahead log and with no snapshot timer, only the clean stop's final snapshot can keep the
+    change: the signal reaches the stack alone (not make, not its group), the change is there after a restart."""
+    local = LocalStack(tmp_path, config=durable_config, env=NO_WAL)
+    registry = Registry()
+    local.start()
+    with subscriber(local) as client:
+        client.subscribe()
+        change(local, registry)
+        local.process.send_signal(signal_number)  # right after the 200
+        seen = client.next_event()
+    assert local.wait_exit() == 0, local.stderr_text
+    local.assert_nothing_left()
+    local.start()
+    assert registry.ids <= catalog_ids(local)
+    with subscriber(local) as client:
+        subscribed, frames = client.subscribe(since=seen["seq"] - 1, epoch=seen["epoch"])
+    assert subscribed["epoch"] == seen["epoch"] and frames == [seen]
+    local.stop()
+
+
+CRASH_CASES = {
+    # case: (environment, what a resuming client gets)
+    "as shipped": ({}, "resync_required"),
+    "control: write-ahead log, epoch kept": (NO_NEW_EPOCH, "the same event replayed"),
+    "control: no write-ahead log, epoch kept": ({**NO_WAL, **NO_NEW_EPOCH}, "a reused cursor"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRASH_CASES))
+def test_sigkill_of_the_whole_tree_right_after_a_change_never_reuses_a_cursor(
+    tmp_path: Path, durable_config: Path, case: str
+) -> None:
+    """kill -9 of make, the stack and its DynamoDB at once, right after a change a client saw; restart; the next
+    change; the client resumes from just before the event it saw. As shipped the stack starts a new epoch (no
+    clean-shutdown marker) and the write-ahead log kept the change. The controls switch the mechanisms off: the
+    log alone keeps the cursor honest here, and without either the test sees the same (epoch, seq) with other
+    content — so it can tell."""
+    env, expected = CRASH_CASES[case]
+    local = LocalStack(tmp_path, config=durable_config, env=env, under_make=True)
+    registry = Registry()
+    local.start()
+    change(local, registry)
+    local.stop(group=True)  # a first change, kept by a clean stop whatever the case
+    local.start()
+    with subscriber(local) as client:
+        client.subscribe()
+        change(local, registry)
+        lost_model = f"acme/{sorted(registry.models)[-1]}"
+        killed = local.kill_tree()  # right after the 200
+        seen = client.next_event()
+    assert len(killed) == 3
+    local.assert_nothing_left()
+
+    local.start()
+    kept = lost_model in catalog_ids(local)
+    new_epoch = log_messages(local, "new event epoch")
+    change(local, registry)  # under the old epoch and an older journal, this would take the seen event's seq
+    with subscriber(local) as client:
+        subscribed, frames = client.subscribe(since=seen["seq"] - 1, epoch=seen["epoch"])
+    local.stop(group=True)
+
+    if expected == "resync_required":
+        assert kept, "the write-ahead log lost an acknowledged change"
+        assert [frame["type"] for frame in frames] == ["resync_required"], frames
+        assert subscribed["epoch"] != seen["epoch"] and subscribed["seq"] == 1
+        assert [entry["reason"] for entry in new_epoch] == ["no clean-shutdown marker: the last stop was not clean"]
+        assert resumed_honestly(seen, frames)
+    elif expected == "the same event replayed":
+        assert kept and not new_epoch
+        assert frames[0] == seen and subscribed["seq"] == seen["seq"] + 1
+        assert resumed_honestly(seen, frames)
+    else:
+        assert not kept, "the control should have lost the change (no log, no snapshot timer)"
+        reused = [frame for frame in frames if (frame["epoch"], frame["seq"]) == (seen["epoch"], seen["seq"])]
+        assert reused and reused[0]["payload"] != seen["payload"], frames  # one cursor, two contents
+        assert not resumed_honestly(seen, frames)
+
+
+def test_a_deliberate_third_ctrl_c_forces_the_exit_after_the_final_snapshot(tmp_path: Path) -> None:
+    """A stop that hangs (a scheduled refresh stuck on a provider) is cut short by a third Ctrl-C: exit 130 at
+    once, yet the embedded DynamoDB writes its final snapshot first — with no write-ahead log, only that snapshot
+    can keep the change, and its clean-shutdown marker keeps the epoch."""
+    config = tmp_path / "ticking.toml"
+    config.write_text(DURABLE_CONFIG.replace("refresh_on_start = false", "refresh_on_start = false\nrefresh_interval_ms = 500"))
+    local = LocalStack(tmp_path, config=config, env=NO_WAL, tick_seconds=0.5)
+    registry = Registry()
+    local.start()
+    with subscriber(local) as client:
+        client.subscribe()
+        added = registry.add_model(local)
+        assert local.post("/api/v1/providers:refresh").status_code == 200  # (or a tick got there first)
+        seen = client.next_event()
+    assert added in seen["payload"]["changed"][0]["added"]
+    base = local.demo_registry_url.rsplit("/", 1)[0]
+    requests.post(f"{base}/_test/delay?seconds=60", timeout=10).raise_for_status()
+    wait_until(lambda: requests.get(f"{base}/_test/waiting", timeout=10).json()["waiting"] >= 1,
+               what="a scheduled refresh stuck on the provider")
+    for _ in range(3):
+        local.process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    assert local.wait_exit(timeout_s=45) == 130, local.stderr_text
+    assert "still stopping cleanly; press Ctrl-C again to force the exit" in local.stderr_text
+    assert "forced exit" in local.stderr_text
+    local.assert_nothing_left()
+
+    local.start()
+    assert registry.ids <= catalog_ids(local)
+    with subscriber(local) as client:
+        subscribed, frames = client.subscribe(since=seen["seq"] - 1, epoch=seen["epoch"])
+    assert subscribed["epoch"] == seen["epoch"] and frames[0] == seen
+    local.stop()
+
+
+def test_a_state_directory_restored_from_a_backup_starts_a_new_epoch(tmp_path: Path, durable_config: Path) -> None:
+    """A complete older copy of the state directory, clean-shutdown marker included, is older than what was
+    served: the marker names the snapshot file it was written for, and a restored copy is another file."""
+    state = tmp_path / "state"
+    local = LocalStack(tmp_path, config=durable_config)
+    registry = Registry()
+    local.start()
+    change(local, registry)
+    local.stop()
+    backup = tmp_path / "backup"
+    shutil.copytree(state, backup, ignore=shutil.ignore_patterns(".lock", ".dynamodb.lock"))
+    local.start()
+    with subscriber(local) as client:
+        client.subscribe()
+        change(local, registry)
+        seen = client.next_event()
+    local.stop()
+    shutil.rmtree(state)
+    shutil.copytree(backup, state)  # copy2: contents and times as they were; only the files are new
+
+    local.start()
+    with subscriber(local) as client:
+        subscribed, frames = client.subscribe(since=seen["seq"] - 1, epoch=seen["epoch"])
+    assert [frame["type"] for frame in frames] == ["resync_required"]
+    assert subscribed["epoch"] != seen["epoch"]
+    [entry] = log_messages(local, "new event epoch")
+    assert "not the one the last clean stop wrote" in entry["reason"]
+    local.restart()  # the state written by this clean stop is accepted again: the epoch stays
+    assert not log_messages(local, "new event epoch")
+    local.stop()
+
+
+@pytest.mark.parametrize("journal_seq", [None, 2, 5], ids=["journal empty", "journal behind", "journal ahead"])
+def test_a_journal_that_disagrees_with_the_manifest_starts_a_new_epoch(
+    tmp_path: Path, durable_config: Path, journal_seq: int | None
+) -> None:
+    """Also with an external DynamoDB (no clean-shutdown marker to read): the manifest says seq 3 of its epoch,
+    the journal ends elsewhere — one was restored without the other."""
+    with EmbeddedDynamo() as external:
+        tables = external.create_tables()
+        client = external.client()
+        store = CatalogStore(client, tables.catalog)
+        store.read_manifest()
+        client.put_item(TableName=tables.catalog, Item=manifest_item(Manifest(revision=7, epoch="e0", seq=3)))
+        if journal_seq is not None:
+            client.put_item(TableName=tables.events, Item={"epoch": {"S": "e0"}, "seq": {"N": str(journal_seq)}})
+        local = LocalStack(tmp_path, config=durable_config, env={"MODEL_CATALOG_DYNAMODB_ENDPOINT": external.endpoint})
+        local.start()
+        local.stop()
+        manifest = store.read_manifest()
+        assert manifest.epoch != "e0" and manifest.seq == 0 and manifest.revision == 7
+        [entry] = log_messages(local, "new event epoch")
+        assert "manifest is at seq 3" in entry["reason"]
+
+
+def test_a_journal_that_agrees_with_the_manifest_keeps_the_epoch(tmp_path: Path, durable_config: Path) -> None:
+    with EmbeddedDynamo() as external:
+        tables = external.create_tables()
+        client = external.client()
+        client.put_item(TableName=tables.catalog, Item=manifest_item(Manifest(revision=7, epoch="e0", seq=3)))
+        client.put_item(TableName=tables.events, Item={"epoch": {"S": "e0"}, "seq": {"N": "3"}})
+        local = LocalStack(tmp_path, config=durable_config, env={"MODEL_CATALOG_DYNAMODB_ENDPOINT": external.endpoint})
+        local.start()
+        local.stop()
+        assert CatalogStore(client, tables.catalog).read_manifest().epoch == "e0"
+        assert not log_messages(local, "new event epoch")
+
+
+def test_the_embedded_dynamodb_refuses_browsers(stack: LocalStack) -> None:
+    """No web page may read or change the local tables (OAuth tokens included): a cross-origin preflight, a
+    cross-origin GET or POST, and a DNS-rebinding request (a foreign Host) are refused, without CORS headers."""
+    endpoint = stack.dynamodb_endpoint
+    page = "http://evil.example"
+    preflight = requests.options(endpoint + "/", timeout=10, headers={
+        "Origin": page, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,x-amz-target"})
+    cross_get = requests.get(endpoint + "/", headers={"Origin": page}, timeout=10)
+    delete = {"X-Amz-Target": "DynamoDB_20120810.DeleteTable", "Content-Type": "application/x-amz-json-1.0"}
+    cross_post = requests.post(endpoint + "/", headers={**delete, "Origin": page}, timeout=10,
+                               data=json.dumps({"TableName": CATALOG_TABLE}))
+    rebound = requests.post(endpoint + "/", headers={**delete, "Host": "evil.example"}, timeout=10,
+                            data=json.dumps({"TableName": CATALOG_TABLE}))
+    for response in (preflight, cross_get, cross_post, rebound):
+        assert response.status_code == 403, (response.request.method, response.text)
+        assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+    assert CATALOG_TABLE in stack.dynamodb_client().list_tables()["TableNames"]  # nothing was deleted; SDKs work
+
+
+def test_negative_control_moto_alone_answers_cors_for_any_origin() -> None:
+    """The same preflight to moto's own app (without the stack's guard, global CORS on as moto ships) is allowed:
+    the refusal above is the stack's doing, not moto's default."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+    from werkzeug.test import Client
+
+    if os.environ.get("MOTO_DISABLE_GLOBAL_CORS"):
+        pytest.skip("moto's global CORS is switched off in this process")
+    response = Client(create_backend_app("dynamodb")).options("/", headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-amz-target"})
+    assert response.headers.get("Access-Control-Allow-Origin") in ("*", "http://evil.example")
+
+
+def test_state_files_are_private_and_an_old_directory_is_tightened(tmp_path: Path, durable_config: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    (state / ".model-catalog-state").write_text("model-catalog local stack state (safe to delete)\n")
+    key = state / "oauth.key"
+    key.write_bytes(os.urandom(32))
+    for path in (state / ".model-catalog-state", key):
+        os.chmod(path, 0o644)
+    local = LocalStack(tmp_path, config=durable_config)
+    local.start()
+    change(local, Registry())
+    local.stop()
+    names = {path.name for path in state.iterdir()}
+    assert {"dynamodb.json", "dynamodb.clean", "oauth.key", ".model-catalog-state", ".lock"} <= names
+    assert any(name.startswith("dynamodb-wal-") for name in names)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    modes = {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in state.iterdir()}
+    assert set(modes.values()) == {"0o600"}, modes
+
+
+# -- the embedded DynamoDB's write-ahead log ------------------------------------------------------------
+def _put_items(dynamo: EmbeddedDynamo, count: int) -> list[dict[str, Any]]:
+    dynamo.create_tables()
+    client = dynamo.client()
+    keys = [{"pk": {"S": f"wal#{n}"}, "sk": {"S": "item"}} for n in range(count)]
+    for n, key in enumerate(keys):
+        client.put_item(TableName=CATALOG_TABLE, Item={**key, "n": {"N": str(n)}})
+    return keys
+
+
+def _present(dynamo: EmbeddedDynamo, keys: list[dict[str, Any]]) -> list[bool]:
+    client = dynamo.client()
+    if CATALOG_TABLE not in client.list_tables()["TableNames"]:
+        return [False] * len(keys)
+    return [bool(client.get_item(TableName=CATALOG_TABLE, Key=key, ConsistentRead=True).get("Item")) for key in keys]
+
+
+@pytest.mark.parametrize("wal", [True, False], ids=["write-ahead log", "negative control: none"])
+def test_every_acknowledged_write_survives_sigkill(tmp_path: Path, wal: bool) -> None:
+    """SIGKILL right after the last answer, with no snapshot since (the timer is an hour): the log replays
+    every write. Without it the writes are gone — the test can tell."""
+    state = tmp_path / "state"
+    with EmbeddedDynamo(state_dir=state, snapshot_delay_s=3600, wal=wal) as dynamo:
+        keys = _put_items(dynamo, 30)
+        dynamo.kill()
+    with EmbeddedDynamo(state_dir=state, snapshot_delay_s=3600, wal=wal) as dynamo:
+        assert _present(dynamo, keys) == [wal] * len(keys)
+        if wal:
+            assert dynamo.restored["clean"] is False
+            assert dynamo.restored["reason"] == "no clean-shutdown marker: the last stop was not clean"
+            specs = table_specs().values()
+            table_writes = len(specs) + sum(1 for spec in specs if spec.get("ttl_attribute"))  # CreateTable, TTL
+            assert dynamo.restored["replayed"] == len(keys) + table_writes
+
+
+def test_a_clean_stop_is_reported_clean_and_compacts_the_log(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with EmbeddedDynamo(state_dir=state, snapshot_delay_s=3600) as dynamo:
+        keys = _put_items(dynamo, 5)
+    segments = sorted(state.glob("dynamodb-wal-*.log"))
+    assert len(segments) == 1 and segments[0].stat().st_size == 0  # all of it is in the final snapshot
+    assert (state / "dynamodb.clean").exists()
+    with EmbeddedDynamo(state_dir=state) as dynamo:
+        assert dynamo.restored == {"clean": True, "state": "clean", "reason": None, "replayed": 0}
+        assert all(_present(dynamo, keys))
+        assert not (state / "dynamodb.clean").exists()  # removed before serving
+
+
+def test_a_damaged_log_is_set_aside_and_reported(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with EmbeddedDynamo(state_dir=state, snapshot_delay_s=3600) as dynamo:
+        keys = _put_items(dynamo, 10)
+        dynamo.kill()
+    [segment] = state.glob("dynamodb-wal-*.log")
+    data = bytearray(segment.read_bytes())
+    data[data.index(b'"wal#5"') + 2] ^= 0x01  # one flipped bit in the 6th item's record
+    segment.write_bytes(bytes(data))
+    with EmbeddedDynamo(state_dir=state) as dynamo:
+        assert dynamo.restored["clean"] is False and "is damaged at byte" in dynamo.restored["reason"]
+        assert _present(dynamo, keys) == [True] * 5 + [False] * 5  # up to the damage, nothing after it
+        assert list(state.glob("*.damaged"))  # kept for inspection, never replayed again
+        dynamo.client().put_item(TableName=CATALOG_TABLE, Item={**keys[7], "n": {"N": "7"}})
+        dynamo.kill()
+    with EmbeddedDynamo(state_dir=state) as dynamo:  # what was replayed was snapshotted; new writes are logged
+        assert _present(dynamo, keys) == [True] * 5 + [False] * 2 + [True] + [False] * 2
 
 
 # -- bad configuration stops the start at once --------------------------------------------------------

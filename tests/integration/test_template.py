@@ -26,8 +26,11 @@ TABLES = json.loads((ROOT / "infra" / "tables.json").read_text())["tables"]
 CHALICE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 STAGE = "prod"
 STAGE_CONFIG = CHALICE_CONFIG["stages"][STAGE]
-FUNCTIONS = ("APIHandler", "ScheduledTick", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect")
-TABLE_ROLES = ("catalog", "locks", "connections", "events")
+FUNCTIONS = ("APIHandler", "ScheduledTick", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect",
+             "WebhookDispatch")
+# The functions that kick the webhook relay: an inline policy may invoke WebhookDispatch, and nothing else may.
+KICKING = ("APIHandler", "ScheduledTick")
+TABLE_ROLES = ("catalog", "locks", "connections", "events", "webhooks")
 
 sys.path.insert(0, str(ROOT / "infra"))
 import render_template  # noqa: E402
@@ -103,7 +106,7 @@ def test_each_table_is_declared_from_the_schema_file(resources: dict[str, Any], 
     assert "TableName" not in properties, "names come from the stack, so two stages can share an account"
 
 
-def test_the_schema_file_declares_exactly_the_four_tables() -> None:
+def test_the_schema_file_declares_exactly_these_tables() -> None:
     assert set(TABLES) == set(TABLE_ROLES)
 
 
@@ -117,6 +120,7 @@ def test_connections_and_events_expire_by_ttl(resources: dict[str, Any]) -> None
         "locks": None,
         "connections": {"AttributeName": "expires_at", "Enabled": True},
         "events": {"AttributeName": "expires_at", "Enabled": True},
+        "webhooks": {"AttributeName": "expires_at", "Enabled": True},
     }
 
 
@@ -126,6 +130,11 @@ def test_catalog_has_point_in_time_recovery_and_outlives_the_stack(resources: di
     assert catalog["DeletionPolicy"] == catalog["UpdateReplacePolicy"] == "Retain"
     for role in ("locks", "connections", "events"):
         assert "PointInTimeRecoverySpecification" not in _properties(resources, TABLES[role]["logical_id"])
+    # Webhook endpoints (with their encrypted secrets) and pending retries must survive too.
+    webhooks = resources[TABLES["webhooks"]["logical_id"]]
+    assert webhooks["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert webhooks["DeletionPolicy"] == "Retain"
+    assert [index["IndexName"] for index in webhooks["Properties"]["GlobalSecondaryIndexes"]] == ["due"]
 
 
 def test_function_environment_names_every_table_by_reference(resources: dict[str, Any]) -> None:
@@ -134,6 +143,7 @@ def test_function_environment_names_every_table_by_reference(resources: dict[str
         "MODEL_CATALOG_LOCKS_TABLE": {"Ref": "LocksTable"},
         "MODEL_CATALOG_CONNECTIONS_TABLE": {"Ref": "ConnectionsTable"},
         "MODEL_CATALOG_EVENTS_TABLE": {"Ref": "EventsTable"},
+        "MODEL_CATALOG_WEBHOOKS_TABLE": {"Ref": "WebhooksTable"},
     }
     for function in FUNCTIONS:
         variables = _properties(resources, function)["Environment"]["Variables"]
@@ -191,7 +201,10 @@ EXPECTED_DYNAMODB_ACTIONS = {
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",  # the fence of garbage collection's delete transactions
 }
-TABLE_ARNS = [_get_att_arn(TABLES[role]["logical_id"]) for role in TABLE_ROLES]
+TABLE_ARNS = [_get_att_arn(TABLES[role]["logical_id"]) for role in TABLE_ROLES] + [
+    {"Fn::Sub": "${WebhooksTable.Arn}/index/*"}  # the due-retries index
+]
+EVENT_BUS = STAGE_CONFIG["environment_variables"]["MODEL_CATALOG_EVENT_BUS"]
 
 
 def test_access_policy_grants_exactly_the_expected_actions_on_exactly_these_resources(
@@ -217,6 +230,9 @@ def test_access_policy_grants_exactly_the_expected_actions_on_exactly_these_reso
             ],
             "ssm:GetParameter": [
                 {"Fn::Sub": f"{arn}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{ProviderParametersPath}}*"}
+            ],
+            "events:PutEvents": [
+                {"Fn::Sub": f"{arn}:events:${{AWS::Region}}:${{AWS::AccountId}}:event-bus/{EVENT_BUS}"}
             ],
         }
     )
@@ -245,7 +261,7 @@ def _all_policy_documents(resources: dict[str, Any]) -> list[tuple[str, dict[str
 
 def test_no_policy_allows_wildcard_resources_or_actions(resources: dict[str, Any]) -> None:
     documents = _all_policy_documents(resources)
-    assert len(documents) == 1 + len(FUNCTIONS)
+    assert len(documents) == 1 + len(FUNCTIONS) + len(KICKING)
     for name, document in documents:
         for statement in document["Statement"]:
             assert statement["Effect"] == "Allow", name
@@ -266,11 +282,18 @@ def test_every_function_has_its_own_role_with_the_access_policy_and_only_its_log
         role = _properties(resources, role_id)
         assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
         assert role["ManagedPolicyArns"] == [{"Ref": "AccessPolicy"}]
-        [inline] = role["Policies"]
+        inline, *kick = role["Policies"]
         assert _grants(inline["PolicyDocument"]["Statement"]) == {
             "logs:CreateLogStream": [_get_att_arn("FunctionLogGroup")],
             "logs:PutLogEvents": [_get_att_arn("FunctionLogGroup")],
         }
+        # Only the functions that kick the webhook relay may invoke it, and only it, asynchronously or not.
+        assert [_grants(p["PolicyDocument"]["Statement"]) for p in kick] == (
+            [{"lambda:InvokeFunction": [_get_att_arn("WebhookDispatch")]}] if function in KICKING else []
+        ), function
+        variables = _properties(resources, function)["Environment"]["Variables"]
+        expected_kick = {"Ref": "WebhookDispatch"} if function in KICKING else None
+        assert variables.get("MODEL_CATALOG_WEBHOOK_FUNCTION") == expected_kick, function
         assert _properties(resources, function)["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
     assert len(roles) == len(FUNCTIONS)
 
@@ -289,7 +312,10 @@ TRANSACT_ACTIONS = {
     "Delete": "dynamodb:DeleteItem",
     "ConditionCheck": "dynamodb:ConditionCheckItem",
 }
-IAM_PREFIX = {"dynamodb": "dynamodb", "kms": "kms", "secretsmanager": "secretsmanager", "ssm": "ssm"}
+# Where the IAM action is not named like the API operation.
+IAM_ACTION_NAMES = {"lambda:Invoke": "lambda:InvokeFunction"}
+IAM_PREFIX = {"dynamodb": "dynamodb", "kms": "kms", "secretsmanager": "secretsmanager", "ssm": "ssm",
+              "events": "events", "lambda": "lambda"}
 
 
 def _operations() -> dict[str, dict[str, str]]:
@@ -301,7 +327,8 @@ def _operations() -> dict[str, dict[str, str]]:
     operations: dict[str, dict[str, str]] = {}
     for service, prefix in IAM_PREFIX.items():
         for name in session.get_service_model(service).operation_names:
-            operations.setdefault(xform_name(name), {})[service] = f"{prefix}:{name}"
+            action = f"{prefix}:{name}"
+            operations.setdefault(xform_name(name), {})[service] = IAM_ACTION_NAMES.get(action, action)
     for name in session.get_service_model("apigatewaymanagementapi").operation_names:
         operations.setdefault(xform_name(name), {})["apigatewaymanagementapi"] = "execute-api:ManageConnections"
     return operations
@@ -339,16 +366,23 @@ def _actions_used_by_the_code() -> tuple[set[str], list[str]]:
     return used, where
 
 
+def _granted_to_the_code(resources: dict[str, Any]) -> set[str]:
+    """The shared access policy, plus the kick policy of the functions that invoke WebhookDispatch."""
+    kick = [statement for name, document in _all_policy_documents(resources) if name.endswith("/kick-webhook-dispatch")
+            for statement in document["Statement"]]
+    return set(_grants(_access_statements(resources))) | set(_grants(kick))
+
+
 def test_the_code_needs_no_action_the_policy_does_not_grant(resources: dict[str, Any]) -> None:
     used, where = _actions_used_by_the_code()
-    granted = set(_grants(_access_statements(resources)))
+    granted = _granted_to_the_code(resources)
     missing = {action for action in used if not (set(action.split("|")) & granted)}
     assert not missing, f"the deployed code calls {sorted(missing)} but the policy does not grant it; calls: {where}"
 
 
 def test_every_granted_action_is_used_by_the_code(resources: dict[str, Any]) -> None:
     used, where = _actions_used_by_the_code()
-    granted = set(_grants(_access_statements(resources)))
+    granted = _granted_to_the_code(resources)
     unused = {action for action in granted if not any(action in alternatives.split("|") for alternatives in used)}
     assert not unused, f"the policy grants {sorted(unused)}, which no deployed code calls; calls: {where}"
 
@@ -357,7 +391,8 @@ def test_the_code_scan_sees_the_calls_it_must_see() -> None:
     # Guards the scanner itself: these calls exist in the code today, so an empty scan is a broken scan.
     used, _ = _actions_used_by_the_code()
     assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
-            "kms:Encrypt", "secretsmanager:GetSecretValue", "ssm:GetParameter", "execute-api:ManageConnections"} <= used
+            "kms:Encrypt", "secretsmanager:GetSecretValue", "ssm:GetParameter", "execute-api:ManageConnections",
+            "events:PutEvents", "lambda:InvokeFunction"} <= used
 
 
 # --- environment, sizes, schedule -----------------------------------------------------------------------------
@@ -530,7 +565,7 @@ def test_dev_policy_file_is_current_and_grants_what_the_package_grants(resources
     )
     assert result.returncode == 0, result.stderr
     dev = json.loads((ROOT / ".chalice" / "policy-dev.json").read_text())
-    packaged = set(_grants(_access_statements(resources))) | {"logs:CreateLogStream", "logs:PutLogEvents"}
+    packaged = _granted_to_the_code(resources) | {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert set(_grants(dev["Statement"])) == packaged | {"logs:CreateLogGroup"}
 
 

@@ -59,10 +59,17 @@ ALLOWED: dict[tuple[str, str], int] = {
     ("GET", "/api/v1/changes.atom"): 200,
     ("GET", "/api/v1/export/changes.atom"): 200,
     ("GET", "/api/v1/feeds/{token}/changes.atom"): 200,
+    ("POST", "/api/v1/webhooks"): 400,  # no body: invalid_request, past the scope check
+    ("GET", "/api/v1/webhooks"): 200,
+    ("GET", "/api/v1/webhooks/{webhook_id}"): 404,  # an id no webhook has
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): 404,
+    ("GET", "/api/v1/webhooks/{webhook_id}/attempts"): 404,
+    ("POST", "/api/v1/webhooks/{webhook_id}/replay"): 400,  # no body: checked before the id
 }
 # Every route of app.py (rest.ROUTE_SCOPES may also hold routes other tests declared on apps of their own).
 APP_ROUTES = sorted((method, path) for path, methods in app_module.app.routes.items() for method in methods)
-PATH_VALUES = {"name": "app.js", "provider_id": "demo", "resource": "providers:refresh", "token_id": "0" * 16}
+PATH_VALUES = {"name": "app.js", "provider_id": "demo", "resource": "providers:refresh", "token_id": "0" * 16,
+               "webhook_id": "wh_" + "0" * 20}
 ROUTE_PATH_VALUES = {("POST", "/api/v1/providers/{provider_id}"): {"provider_id": "demo:refresh"}}
 
 

@@ -31,7 +31,9 @@ def test_index_serves_the_page_shell_with_versioned_asset_urls() -> None:
     html = response.body
     assert "{{" not in html  # every placeholder is filled in
     referenced = re.findall(r'(?:src|href)="assets/([^"?]+)\?v=([0-9a-f]{12})"', html)
-    assert {name for name, _ in referenced} == {"app.js", "app.css", "favicon.svg"}
+    assert {name for name, _ in referenced} == {"app.js", "format.js", "app.css", "favicon.svg"}
+    # The formatter defines window.CatalogFormat, which the page script reads: it must come first.
+    assert html.index("assets/format.js") < html.index("assets/app.js")
     assert set(web.ASSETS) >= {name for name, _ in referenced}
 
 
@@ -69,7 +71,8 @@ def test_index_csp_allows_only_the_hashed_inline_script() -> None:
 
 @pytest.mark.parametrize(
     ("name", "content_type"),
-    [("app.js", "text/javascript"), ("app.css", "text/css"), ("favicon.svg", "image/svg+xml")],
+    [("app.js", "text/javascript"), ("format.js", "text/javascript"), ("app.css", "text/css"),
+     ("favicon.svg", "image/svg+xml")],
 )
 def test_assets_are_served_with_their_content_type(name: str, content_type: str) -> None:
     response = web.asset(name)
@@ -103,16 +106,29 @@ def test_unknown_or_traversing_asset_names_are_404(name: str) -> None:
     assert json.loads(response.body)["error"]["code"] == "not_found"
 
 
-def test_page_script_never_writes_html_from_strings() -> None:
-    """Provider data must reach the DOM as text only: the script may not use any HTML-parsing sink."""
-    script = (STATIC / "app.js").read_text(encoding="utf-8")
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+SCRIPTS = ("app.js", "format.js")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_page_script_never_writes_html_from_strings(name: str) -> None:
+    """Provider data must reach the DOM as text only: the scripts may not use any HTML-parsing sink, nor inline
+    event handlers or style attributes (the CSP would refuse them)."""
+    script = (STATIC / name).read_text(encoding="utf-8")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+                 "setAttribute(\"on", "setAttribute(\"style", "srcdoc"):
         assert sink not in script, sink
 
 
+def test_page_shell_has_no_inline_handlers_or_styles() -> None:
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"\son[a-z]+\s*=", html)
+    assert " style=" not in html and "<style" not in html
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed; the browser test parses app.js too")
-def test_page_script_parses() -> None:
-    completed = subprocess.run(["node", "--check", str(STATIC / "app.js")], capture_output=True, text=True)
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_page_script_parses(name: str) -> None:
+    completed = subprocess.run(["node", "--check", str(STATIC / name)], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
 
 
