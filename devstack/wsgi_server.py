@@ -97,6 +97,12 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._run()
 
+    def do_PATCH(self) -> None:
+        self._run()
+
+    def do_OPTIONS(self) -> None:  # a browser's CORS preflight: the app answers it (it refuses browsers)
+        self._run()
+
     def _run(self) -> None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self._plain(HTTPStatus.LENGTH_REQUIRED, b"chunked request bodies are not supported\n")

@@ -59,6 +59,18 @@ def test_requests_share_one_connection_and_reach_the_app_whole(server: KeepAlive
     connection.close()
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_every_method_reaches_the_app(server: KeepAliveWSGIServer, method: str) -> None:
+    """The app decides what to answer to any method (the embedded DynamoDB refuses a browser's OPTIONS preflight
+    itself): the server must not answer 501 on its own."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    connection.request(method, "/x")
+    response = connection.getresponse()
+    assert response.status == 200, (method, response.status)
+    assert json.loads(response.read())["path"] == "/x"
+    connection.close()
+
+
 def test_a_chunked_request_body_is_refused_with_length_required(server: KeepAliveWSGIServer) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
     connection.request("POST", "/", body=iter([b"{}"]), encode_chunked=True,
