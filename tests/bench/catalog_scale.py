@@ -12,6 +12,7 @@ import statistics
 from typing import Any
 
 from tests.bench.common import CATALOG_TABLE, Goal, ScenarioResult, Series, fmt, item_size, timed
+from tests.bench.costs import PRICES_NOTE, refresh_usd, usd
 from tests.bench.data import SyntheticRegistry
 from tests.bench.large_registry import lambda_refresh
 from tests.bench.stackctl import log_entries, next_log_entry, running_stack
@@ -109,6 +110,14 @@ def _row(label: str, outcomes: list[dict[str, Any]]) -> list[str]:
             f"{fmt(median('items'))} / {fmt(median('deleted'))}", f"{fmt(median('kb'))} KB", fmt(median("wru"))]
 
 
+def _cost_row(label: str, outcomes: list[dict[str, Any]]) -> list[str]:
+    engine = statistics.median(o["engine"] for o in outcomes)
+    units = statistics.median(o["wru"] for o in outcomes)
+    changed = any(o["result"]["changed"] for o in outcomes)
+    each = refresh_usd(engine, units, changed)
+    return [label, fmt(engine), fmt(units), usd(each), usd(each * 1_000)]
+
+
 def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares line through (answer MB, peak MB): (slope, intercept)."""
     mean_x = statistics.fmean(x for x, _ in points)
@@ -149,6 +158,7 @@ def run(quick: bool) -> ScenarioResult:
     fits: list[tuple[float, float]] = []
     bases: list[float] = []
     memory_rows: list[list[str]] = []
+    costs: list[list[str]] = []
     goal: dict[str, Any] = {}
     with FakeProviderServer() as server:
         providers = [{"id": "registry", "name": "Registry", "kind": "registry", "url": f"{server.url}/api.json"}]
@@ -178,13 +188,15 @@ def run(quick: bool) -> ScenarioResult:
                     _check(outcomes["unchanged"][-1], 0, 0, 0)
                     result.sample_load()
                 answer_mb = len(catalog.body) / 1e6
-                table += [
-                    _row(f"{size:,}: first fill", [fill]),
-                    _row(f"{size:,}: {share:,} removed + {share:,} added (2 % + 2 %)", outcomes["churn"]),
-                    _row(f"{size:,}: {FIXED_CHANGE} removed + {FIXED_CHANGE} added", outcomes["fixed"]),
-                    _row(f"{size:,}: {max(1, size // 100):,} updated, spread over the list (1 %)", outcomes["spread"]),
-                    _row(f"{size:,}: nothing changed", outcomes["unchanged"]),
+                labelled = [
+                    (f"{size:,}: first fill", [fill]),
+                    (f"{size:,}: {share:,} removed + {share:,} added (2 % + 2 %)", outcomes["churn"]),
+                    (f"{size:,}: {FIXED_CHANGE} removed + {FIXED_CHANGE} added", outcomes["fixed"]),
+                    (f"{size:,}: {max(1, size // 100):,} updated, spread over the list (1 %)", outcomes["spread"]),
+                    (f"{size:,}: nothing changed", outcomes["unchanged"]),
                 ]
+                table += [_row(label, measured) for label, measured in labelled]
+                costs += [_cost_row(label, measured) for label, measured in labelled]
                 warm = [catalog.read_all_pages() for _ in range(reps)]
                 unpaged = stack.get("/api/v1/models", timeout=120)
                 churn_memory = lambda_refresh_after(catalog)
@@ -224,6 +236,13 @@ def run(quick: bool) -> ScenarioResult:
         "Memory of a refresh in a fresh process (like a cold Lambda)",
         ["size: refresh", "answer", "wall", "RSS after imports", "peak RSS", "peak above imports", "per MB of answer"],
         memory_rows,
+    ))
+    result.tables.append((
+        "Deployed cost per refresh (estimate: a 1 GB Lambda for the engine run measured here, the DynamoDB write units "
+        "above, one EventBridge event when something changed; the WebSocket fan-out is per client, see Clients at "
+        "scale). " + PRICES_NOTE,
+        ["refresh", "Lambda GB-s", "write units", "per refresh", "per 1,000 refreshes"],
+        costs,
     ))
     result.facts.append((
         "memory of a refresh: per MB of answer (least squares over the rows above) + a fixed base",

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from tests.bench.common import Goal, ScenarioResult, Series, fmt
+from tests.bench.costs import connections_per_month_usd, fanout_usd, usd
 from tests.bench.fanout import CONNECT_CONCURRENCY, _connect_all, _one_event, registry_document
 from tests.bench.stackctl import log_entries, running_stack
 from tests.stack import LocalStack
@@ -68,8 +69,8 @@ def run(quick: bool) -> ScenarioResult:
         f"`websockets` clients on one asyncio event loop in the benchmark process (at most {CONNECT_CONCURRENCY} "
         "opening handshakes in flight) connect and send `subscribe`; the connect rate is clients ÷ the time until the "
         "last `subscribed` answer arrived. Each connect runs the `$connect` handler (token check, one `PutItem`) and "
-        "each subscribe the `$default` handler (the catalog position, one `UpdateItem`, the reply through the local "
-        "`@connections` API), in the gateway's handler threads against the serialized embedded DynamoDB.",
+        "each subscribe the `$default` handler (a read of the catalog position and the reply through the local "
+        "`@connections` API; nothing is written), in the gateway's handler threads against the serialized embedded DynamoDB.",
         f"Then 1 untimed warm-up event and {events} timed events, as in the fan-out scenario: the clock starts just "
         "before `POST /api/v1/providers:refresh` (the registry document grew by one model), each client records when "
         "the event with the expected `seq` arrives; the HTTP response comes after the fan-out.",
@@ -97,6 +98,12 @@ def run(quick: bool) -> ScenarioResult:
             str(row["missing"]),
         ])
     result.tables.append(("Growth with the number of clients (medians of the timed events)", header, table))
+    result.tables.append((
+        "Deployed cost of the clients (estimate; API Gateway WebSocket list prices: $1.00 per million messages, "
+        "$0.25 per million connection minutes; the fan-out's Lambda time is part of the refresh's)",
+        ["clients", "one event to all", "connections open for a month"],
+        [[f"{count:,}", usd(fanout_usd(count)), usd(connections_per_month_usd(count))] for count in counts],
+    ))
     goal = rows[goal_count]
     result.series.append(Series(f"{goal_count:,} clients: request start → last client received the event", "s",
                                 goal["last"].samples))
