@@ -21,12 +21,14 @@ REFRESH_TIMEOUT_S = 60.0
 
 
 class CliError(Exception):
-    """Stops the command: ``message`` goes to stderr, ``exit_code`` to the shell."""
+    """Stops the command: ``message`` goes to stderr, ``exit_code`` to the shell; ``status``: the HTTP status the
+    service answered, if that is what went wrong."""
 
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, status: int | None = None):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.status = status
 
 
 class RefreshBusyError(CliError):
@@ -101,9 +103,9 @@ def _http_error(method: str, path: str, response: requests.Response) -> CliError
         pass
     text = f"{message} (HTTP {status} {code})"
     if status == 401:
-        return CliError(f"{text}; check --token or {TOKEN_ENV}", EXIT_USAGE)
+        return CliError(f"{text}; check --token or {TOKEN_ENV}", EXIT_USAGE, status)
     if status == 403:
-        return CliError(f"{text}; use a token with a larger scope", EXIT_USAGE)
+        return CliError(f"{text}; use a token with a larger scope", EXIT_USAGE, status)
     if status == 409 and code == "refresh_in_progress":
         try:
             retry_after = float(response.headers.get("Retry-After", "2"))
@@ -111,10 +113,10 @@ def _http_error(method: str, path: str, response: requests.Response) -> CliError
             retry_after = 2.0
         return RefreshBusyError(text, retry_after)
     if status in (400, 404, 405, 422):
-        return CliError(text, EXIT_USAGE)
+        return CliError(text, EXIT_USAGE, status)
     if status in (502, 503, 504):
-        return CliError(f"{method} {path}: the service is unavailable: {text}", EXIT_UNREACHABLE)
-    return CliError(text, EXIT_FAILED)
+        return CliError(f"{method} {path}: the service is unavailable: {text}", EXIT_UNREACHABLE, status)
+    return CliError(text, EXIT_FAILED, status)
 
 
 def _reason(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from catalog_cli.format import (
     print_json,
     when,
 )
+from catalog_cli.reads import CHANGES_PAGE, all_models, changes_since
 from catalog_cli.tokens import cmd_tokens
 from catalog_cli.watch import Watcher
 
@@ -72,7 +73,7 @@ def _model_filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_models(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
-    body = client.get("/models", params=_model_filters(args) or None)
+    body = all_models(client, _model_filters(args))  # page by page: one answer carries at most ~20,000 models
     if args.json:
         print_json(body, out)
         return EXIT_OK
@@ -193,8 +194,6 @@ def cmd_tick(args: argparse.Namespace, out: TextIO) -> int:
     return _result_exit(result)
 
 
-# The service answers at most this many events per GET /changes (docs/reference.md §8).
-CHANGES_PAGE = 500
 CHANGES_NEWEST = 100
 
 
@@ -207,7 +206,7 @@ def cmd_changes(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int
         body = client.get("/changes", params={"limit": str(wanted), **({"epoch": args.epoch} if args.epoch else {})})
         feed = {**body, "events": list(body.get("events") or [])}
     else:
-        feed = _changes_since(client, args.since, args.epoch, args.limit)
+        feed = changes_since(client, args.since, args.epoch, args.limit)
     if args.json:
         print_json(feed, out)
         return EXIT_OK
@@ -225,24 +224,6 @@ def cmd_changes(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int
     more = " (more follow)" if feed.get("has_more") else ""
     print(f"latest: #{seq} of epoch {epoch}{more}; next: changes --since {after} --epoch {epoch}", file=out)
     return EXIT_OK
-
-
-def _changes_since(client: ApiClient, since: int, epoch: str | None, limit: int | None) -> dict[str, Any]:
-    """Every event after ``since`` (at most ``limit``), page by page, in the API's answer shape."""
-    if epoch is None:  # a person at a prompt: take the seq to be of the current epoch
-        epoch = client.get("/changes", params={"limit": "1"}).get("epoch")
-    events: list[dict[str, Any]] = []
-    cursor = since
-    while True:
-        page = CHANGES_PAGE if limit is None else min(CHANGES_PAGE, limit - len(events))
-        body = client.get("/changes", params={"since": str(cursor), "epoch": epoch, "limit": str(page)})
-        if body.get("resync_required"):
-            return {**body, "events": []}  # the events read so far do not matter: the client reads the catalog
-        events += body.get("events") or []
-        if events:
-            cursor = events[-1]["seq"]
-        if not body.get("has_more") or not body.get("events") or (limit is not None and len(events) >= limit):
-            return {**body, "events": events}
 
 
 def cmd_watch(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:

@@ -42,6 +42,7 @@ class AwsClients:
     def __init__(self, settings: Settings, overrides: Mapping[str, Any] | None = None, session: Any = None):
         self._settings = settings
         self._clients: dict[str, Any] = dict(overrides or {})
+        self._overridden = frozenset(self._clients)
         self._session = session
         self._lock = threading.RLock()
 
@@ -58,6 +59,16 @@ class AwsClients:
                     service, endpoint_url=self._endpoint(service), config=config or client_config()
                 )
             return self._clients[service]
+
+    def management_client(self, config: Any = None) -> Any:
+        """What sends to WebSocket connections: a ``SignedConnectionsClient`` at the endpoint and region the boto3
+        ``apigatewaymanagementapi`` client resolves (an override is used as it is)."""
+        from chalicelib.events import SignedConnectionsClient
+
+        client = self.client("apigatewaymanagementapi", config)
+        if "apigatewaymanagementapi" in self._overridden:
+            return client
+        return SignedConnectionsClient.of(client, self._session.get_credentials)
 
     def factory(self, service: str, config: Any = None) -> Callable[[], Any]:
         """A zero-argument function that returns the client (created when first called)."""
@@ -177,7 +188,7 @@ def bootstrap(
     state = RefreshStateStore(lock)
     journal = EventJournal(dynamodb, tables.events, clock=clock)
     connections = ConnectionStore(dynamodb, tables.connections, clock=clock)
-    sender = WebsocketSender(aws.factory("apigatewaymanagementapi", _send_config()))
+    sender = WebsocketSender(lambda: aws.management_client(_send_config()))
     deliver = send or sender.send
     options = settings.config.model_catalog
     webhook_store = WebhookStore(dynamodb, tables.webhooks, clock=clock)

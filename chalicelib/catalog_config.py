@@ -31,6 +31,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 
 from chalicelib.core.domain import CAPABILITIES, CHANGE_FIELDS, MODALITIES, Modality, Status
+from chalicelib.core.limits import (
+    DEFAULT_MAX_RESPONSE_MB,
+    MAX_MODELS_CEILING,
+    MAX_MODELS_PER_PROVIDER,
+    MAX_RESPONSE_MB_CEILING,
+)
 from chalicelib.core.overrides import Override
 from chalicelib.errors import ConfigError
 from chalicelib.providers.kinds import KINDS
@@ -125,6 +131,10 @@ class ProviderConfig(_Strict):
     model_filter: StrictStr | None = None
     timeout_ms: Annotated[StrictInt, Field(gt=0, le=300_000)] = 10_000
     allow_shrink: StrictBool = False
+    # Limits of one answer (docs/reference.md §4.8); raising them costs memory (2.5 MB per MB of answer, and more for
+    # lists of tiny entries), so they stop where a 1,024 MB function still has room.
+    max_models: Annotated[StrictInt, Field(gt=0, le=MAX_MODELS_CEILING)] = MAX_MODELS_PER_PROVIDER
+    max_response_mb: Annotated[StrictInt, Field(gt=0, le=MAX_RESPONSE_MB_CEILING)] = DEFAULT_MAX_RESPONSE_MB
     # managed_oauth
     token_url: StrictStr | None = None
     client_id: StrictStr | None = None

@@ -78,6 +78,13 @@ class InvalidParameter(CatalogError):
         self.name = name
 
 
+class PageRequired(CatalogError):
+    """An unpaged ``GET /models`` whose answer would not fit in one response (docs/reference.md §8.4)."""
+
+    code = "page_required"
+    status = 400
+
+
 class InvalidRequest(CatalogError):
     code = "invalid_request"
     status = 400

@@ -2,11 +2,15 @@
 
 A run is a sequence; every decision in it is the pure plan's (``chalicelib.core.plan``):
 
-    lease → read the manifest → fetch (concurrently, under the run's deadline) → read the stored lists the plan
-    needs, check the others → plan → write the new chunk generations → commit (fence + state, manifest flip,
-    event) → collect garbage (fenced) → release (storing the state) → publish the event.
+    lease → fetch (concurrently, under the run's deadline) while reading the manifest, where the journal ends and a
+    few stored chunks to check → read the stored chunks the plan needs → plan → write the new chunks → commit
+    (fence + state, manifest flip, event) → collect garbage (fenced) → release (storing the state) → publish.
 
-Nothing changed ⇒ no catalog write at all: the state is stored by the release.
+Nothing changed ⇒ no catalog write at all: the state is stored by the release. What a run costs follows what
+changed, not the size of the catalog: an unchanged provider is judged by its fingerprint and costs no read; a
+changed one costs the chunks that differ (read, diffed, written); stored lists are checked a few chunks per run, and
+at once when a reader asks (``LeaseLock.request_repair``). A run that finds the previous one ended without storing
+its state (a crash) lists every provider's chunks once, to delete what that run left.
 
 One provider cannot fail the others: its answer is bounded (``chalicelib.core.limits``), and when writing its
 chunks fails because of its data, it alone is moved to ``failed`` and the run is planned again (the plan is pure
@@ -18,12 +22,14 @@ change. The event's ``(epoch, seq)`` follows ``chalicelib.core.epoch``: a journa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from chalicelib.core.chunking import ChunkRef, ListWrite
 from chalicelib.core.domain import ModelRecord, RefreshResult, Scope, Trigger
 from chalicelib.core.epoch import after_collision, next_cursor
 from chalicelib.core.limits import records_violation
@@ -32,10 +38,11 @@ from chalicelib.core.overrides import apply_overrides
 from chalicelib.core.plan import (
     FetchOutcome,
     RefreshPlan,
+    chunks_to_check,
     lists_to_read,
-    lists_to_verify,
     plan_refresh,
     select_providers,
+    stored_chunks_to_read,
 )
 from chalicelib.errors import ProviderError, SeqCollision
 from chalicelib.logs import get_logger
@@ -51,12 +58,32 @@ if TYPE_CHECKING:
 log = get_logger("refresh")
 
 LEASE_MARGIN_MS = 30_000  # time to diff, write chunks and commit after the fetch deadline
-# A manual refresh fans out inline only this far: 16 senders at ~30 ms a send reach ~530 connections/s, so 1,000
-# take about 2 s of the request's INLINE_FANOUT_BUDGET_MS (3 s, chalicelib.catalog_config). Past it, the event
+# A manual refresh fans out inline only this far: 32 senders at ~30 ms a send reach ~1,000 connections/s, so 1,000
+# take about 1 s of the request's INLINE_FANOUT_BUDGET_MS (3 s, chalicelib.catalog_config). Past it, the event
 # stays pending and the scheduled tick (every minute deployed) delivers it.
 INLINE_FANOUT_CONNECTIONS = 1_000
 # Per-provider catalog reads and clean-ups in flight at once (they are independent round trips).
 STORE_CONCURRENCY = 8
+# Stored chunks each run reads back to find a lost or damaged one nobody has read (``core.plan.chunks_to_check``).
+CHECKED_CHUNKS_PER_RUN = 4
+
+
+@dataclass
+class _Prepared:
+    """What a run reads from the catalog while the providers are being fetched."""
+
+    manifest: Manifest
+    journaled: int | None  # the newest seq the journal holds for the manifest's epoch
+    broken: dict[str, str]  # providers whose stored list was found missing or unreadable, and why
+    intact: frozenset[str]  # providers readers asked to repair whose whole list was read back intact
+
+
+@dataclass
+class _Writes:
+    """The chunk keys a run stored (``done``) and tried to store (``tried``: what to delete if it is not committed)."""
+
+    done: dict[str, set[str]] = field(default_factory=dict)
+    tried: dict[str, set[str]] = field(default_factory=dict)
 
 
 class Fetcher(Protocol):
@@ -108,42 +135,69 @@ class RefreshEngine:
         wait = options.lock_wait_ms if wait_ms is None else wait_ms
         lease = self._lock.acquire(new_owner_id(), deadline_ms + LEASE_MARGIN_MS, wait)
         event = None
+        writes = _Writes()
         try:
             if after_acquire is not None and not after_acquire(lease):
-                self._lock.release(lease)
+                self._release_unchanged(lease)
                 return None
             started = time.monotonic()
-            plan, event = self._run_locked(lease, providers, scope, trigger, started + deadline_ms / 1000)
+            deadline = started + deadline_ms / 1000
+            plan, event, repaired, collect = self._run_locked(lease, providers, scope, trigger, deadline, writes)
             self._log_run(trigger, scope, started, plan)
         except BaseException:
-            self._lock.release(lease)  # keep the state the last good run stored
+            self._release_after_failure(lease, writes)  # keep the state the last good run stored
             raise
-        try:
-            self._lock.release(lease, encode_state(plan.state))
-        except Exception:
-            if event is None:
-                raise
-            # The change is committed: report it, and let the lease expire rather than fail the request.
-            log.exception(
-                "lock release failed after the commit; it expires with its lease", extra={"token": lease.token}
-            )
-        if event is not None and self._publisher is not None:
-            # A request answers within API Gateway's 29 s: it fans out to at most INLINE_FANOUT_CONNECTIONS itself.
-            inline = None if trigger == "scheduled" else INLINE_FANOUT_CONNECTIONS
+        # The event is committed: it goes out while this run collects its garbage and releases the lock.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as background:
+            if event is not None and self._publisher is not None:
+                background.submit(self._publish, event, trigger)
+            collect()
             try:
-                self._publisher.publish(event, max_connections=inline)
+                self._lock.release(lease, encode_state(plan.state), repaired)
             except Exception:
-                log.exception("fan-out failed; the event stays in the journal", extra={"seq": event["seq"]})
+                if event is None:
+                    raise
+                # The change is committed: report it, and let the lease expire rather than fail the request.
+                log.exception(
+                    "lock release failed after the commit; it expires with its lease", extra={"token": lease.token}
+                )
         return plan.result
 
+    def _publish(self, event: dict[str, Any], trigger: Trigger) -> None:
+        # A request answers within API Gateway's 29 s: it fans out to at most INLINE_FANOUT_CONNECTIONS itself.
+        inline = None if trigger == "scheduled" else INLINE_FANOUT_CONNECTIONS
+        try:
+            self._publisher.publish(event, max_connections=inline)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("fan-out failed; the event stays in the journal", extra={"seq": event["seq"]})
+
     def _run_locked(
-        self, lease: Lease, providers: list[ProviderConfig], scope: Scope, trigger: Trigger, deadline: float
-    ) -> tuple[RefreshPlan, dict[str, Any] | None]:
-        manifest = self._catalog.read_manifest()
-        outcomes = self._fetch_all(providers, deadline)
-        wanted = lists_to_read(manifest, outcomes, self._config, scope)
-        stored, broken = self._read_stored(manifest, wanted)
-        broken.update(self._check_stored(manifest, lists_to_verify(manifest, outcomes, wanted)))
+        self,
+        lease: Lease,
+        providers: list[ProviderConfig],
+        scope: Scope,
+        trigger: Trigger,
+        deadline: float,
+        writes: _Writes,
+    ) -> tuple[RefreshPlan, dict[str, Any] | None, frozenset[str], Callable[[], None]]:
+        """The run under the lock: its plan, its event (None: nothing committed that clients hear of), the
+        providers to take off the lock's repair requests, and the garbage collection to do before releasing."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as background:
+            preparing = background.submit(self._prepare, lease)  # catalog reads that do not wait for the answers
+            try:
+                outcomes = self._fetch_all(providers, deadline)
+            finally:
+                prepared = preparing.result()
+        manifest = prepared.manifest
+        broken = dict(prepared.broken)
+        answers = {o.provider_id: o for o in outcomes if o.models is not None}
+        wanted = [pid for pid in lists_to_read(manifest, outcomes, self._config, scope) if pid not in broken]
+        reads = {
+            pid: stored_chunks_to_read(manifest.providers[pid], answers[pid]) if pid in answers else None
+            for pid in wanted
+        }
+        stored, unreadable = self._read_stored(manifest, reads)
+        broken.update(unreadable)
 
         def decide(outcomes: Sequence[FetchOutcome]) -> RefreshPlan:
             return plan_refresh(
@@ -161,9 +215,8 @@ class RefreshEngine:
             )
 
         plan = decide(outcomes)
-        written: dict[tuple[str, str], int] = {}  # (provider, generation) → chunk count, of the lists written
         while plan.writes_catalog:
-            refused = self._write_lists(plan, written)
+            refused = self._write_lists(plan, writes)
             if not refused:
                 break
             # Those providers' own data could not be stored: they alone fail, and the run is decided again.
@@ -173,81 +226,134 @@ class RefreshEngine:
                 for o in outcomes
             ]
             plan = decide(outcomes)
-        abandoned = [key for key in written if plan.new_lists.get(key[0]) is None or key[1] != plan.generation]
+        committed = {pid: {ref.key for ref in write.refs} for pid, write in plan.writes.items()}
+        abandoned = {pid: sorted(keys - committed.get(pid, set())) for pid, keys in writes.tried.items()}
+        # Repair requests this run answers: the list was read back intact (or is gone), or it is written whole now.
+        repaired = prepared.intact | frozenset(pid for pid in lease.repairs if pid in broken and pid in plan.writes)
+        unrepaired = sorted(set(broken) - set(plan.writes) - lease.repairs)
+        if unrepaired:  # found by the sample, but this run cannot write it (its provider failed): ask the next one
+            try:
+                self._lock.request_repair(frozenset(unrepaired))
+            except Exception:
+                log.warning("asking the next run to repair failed", extra={"providers": unrepaired})
+        gap = self._previous_run_unfinished(lease)
         if not plan.writes_catalog:
-            self._delete_generations(lease, abandoned)
-            return plan, None
-        counts = {pid: written[(pid, plan.generation)] for pid in plan.new_lists}  # type: ignore[index]
-        new_manifest, event = self._commit_plan(lease, manifest, plan, counts)
+
+            def collect_unchanged() -> None:
+                self._delete_keys(lease, abandoned)
+                if gap:
+                    self._sweep_orphans(lease, manifest)
+
+            return plan, None, repaired, collect_unchanged
+        new_manifest, event = self._commit_plan(lease, manifest, plan, prepared.journaled, repaired)
+        writes.tried.clear()  # committed: nothing of it is to be deleted on a later failure
         if plan.repaired:
             log.warning("stored model lists rewritten", extra={"providers": {p: broken[p] for p in plan.repaired}})
-        self._delete_generations(lease, abandoned)
-        self._collect_garbage(lease, manifest, new_manifest, plan)
-        return plan, event
+
+        def collect() -> None:
+            self._delete_keys(lease, abandoned)
+            self._collect_garbage(lease, manifest, new_manifest, plan)
+            if gap:
+                self._sweep_orphans(lease, new_manifest)
+
+        return plan, event, frozenset(), collect  # the commit took the repaired providers off the requests
+
+    def _prepare(self, lease: Lease) -> _Prepared:
+        """The manifest, where the journal of its epoch ends (needed only to commit, and cheap), and the stored lists
+        to distrust: those readers asked to repair (read whole) and any this run's sample of chunks finds broken."""
+        manifest = self._catalog.read_manifest()
+        journaled = self._commit.journaled_seq(manifest.epoch)
+        checks: dict[str, list[str]] = {
+            pid: manifest.providers[pid].chunk_keys() for pid in sorted(lease.repairs) if pid in manifest.providers
+        }
+        for pid, key in chunks_to_check(manifest, lease.token, CHECKED_CHUNKS_PER_RUN):
+            if pid not in lease.repairs:
+                checks.setdefault(pid, []).append(key)
+
+        def check(provider_id: str) -> str | bool | None:
+            try:
+                return self._catalog.check_chunks(provider_id, checks[provider_id])
+            except Exception:  # a check is an extra: the run goes on without it (a request stays for the next run)
+                log.warning("checking stored chunks failed", extra={"provider_id": provider_id})
+                return False
+
+        found = dict(zip(checks, _in_parallel(check, list(checks)), strict=True))
+        broken = {pid: problem for pid, problem in found.items() if isinstance(problem, str)}
+        if broken:
+            log.warning("stored model lists found broken", extra={"providers": broken})
+        intact = frozenset(pid for pid in lease.repairs if found.get(pid) is None and pid in manifest.providers)
+        return _Prepared(manifest, journaled, broken, intact | (lease.repairs - manifest.providers.keys()))
 
     def _read_stored(
-        self, manifest: Manifest, wanted: list[str]
+        self, manifest: Manifest, reads: Mapping[str, tuple[ChunkRef, ...] | None]
     ) -> tuple[dict[str, list[ModelRecord]], dict[str, str]]:
-        """The stored lists the plan needs, and why any of them could not be read."""
+        """The stored models the plan needs (per provider: the chunks named, or its whole list for None), and why
+        any of them could not be read."""
 
         def read(provider_id: str) -> list[ModelRecord] | str:
+            refs = reads[provider_id]
             try:
-                return self._read_list(manifest, provider_id)
+                if refs is None:
+                    return self._catalog.read_provider_models(provider_id, manifest.providers[provider_id])
+                return self._catalog.read_chunks(provider_id, [ref.key for ref in refs])
             except (StaleRead, UnreadableChunks) as exc:
                 return str(exc)
 
         stored: dict[str, list[ModelRecord]] = {}
         broken: dict[str, str] = {}
-        for provider_id, found in zip(wanted, _in_parallel(read, wanted), strict=True):
+        for provider_id, found in zip(reads, _in_parallel(read, list(reads)), strict=True):
             if isinstance(found, str):
                 broken[provider_id] = found
             else:
                 stored[provider_id] = found
         return stored, broken
 
-    def _check_stored(self, manifest: Manifest, provider_ids: list[str]) -> dict[str, str]:
-        """Which of these providers' current lists are missing or unreadable (the plan does not read them)."""
-        found = _in_parallel(lambda pid: self._catalog.check_generation(pid, manifest.providers[pid]), provider_ids)
-        return {pid: problem for pid, problem in zip(provider_ids, found, strict=True) if problem}
-
-    def _write_lists(self, plan: RefreshPlan, written: dict[tuple[str, str], int]) -> dict[str, str]:
-        """Write the plan's new lists not written yet (all providers' chunks share batch calls). Returns the
+    def _write_lists(self, plan: RefreshPlan, writes: _Writes) -> dict[str, str]:
+        """Write the plan's new chunks not written yet (all providers' chunks share batch calls). Returns the
         providers whose own data DynamoDB refused, and why; a failure that is not about the data is raised."""
-        assert plan.generation is not None
-        pending = {pid: models for pid, models in plan.new_lists.items() if (pid, plan.generation) not in written}
+        pending: dict[str, tuple[Sequence[ModelRecord], ListWrite]] = {}
+        for provider_id, write in plan.writes.items():
+            done = writes.done.get(provider_id, set())
+            todo = tuple((ref, piece) for ref, piece in write.writes if ref.key not in done)
+            if todo:
+                pending[provider_id] = (plan.new_lists[provider_id], ListWrite(write.refs, todo))
         if not pending:
             return {}
+
+        def attempt(lists: dict[str, tuple[Sequence[ModelRecord], ListWrite]]) -> None:
+            for provider_id, (_models, write) in lists.items():
+                writes.tried.setdefault(provider_id, set()).update(ref.key for ref, _piece in write.writes)
+            self._catalog.write_lists(lists)
+            for provider_id, (_models, write) in lists.items():
+                writes.done.setdefault(provider_id, set()).update(ref.key for ref, _piece in write.writes)
+
         try:
-            counts = self._catalog.write_generations(plan.generation, pending)
-            written.update({(pid, plan.generation): count for pid, count in counts.items()})
+            attempt(pending)
             return {}
         except Exception as error:
             if not _caused_by_data(error):
                 raise
         refused: dict[str, str] = {}
-        for provider_id, models in pending.items():  # one by one, so the failure is attributable
+        for provider_id, item in pending.items():  # one by one, so the failure is attributable
             try:
-                written[(provider_id, plan.generation)] = self._catalog.write_generation(
-                    provider_id, plan.generation, models
-                )
+                attempt({provider_id: item})
             except Exception as error:
                 if not _caused_by_data(error):
                     raise
-                written.setdefault((provider_id, plan.generation), 0)  # its partial chunks are deleted
                 reason = _storage_reason(error)
                 refused[provider_id] = f"its models could not be stored ({reason}); keeping the last good list"
                 log.error("storing a provider's models failed", extra={"provider_id": provider_id, "error": reason})
         return refused
 
     def _commit_plan(
-        self, lease: Lease, manifest: Manifest, plan: RefreshPlan, counts: dict[str, int]
+        self, lease: Lease, manifest: Manifest, plan: RefreshPlan, journaled: int | None, repaired: frozenset[str]
     ) -> tuple[Manifest, dict[str, Any] | None]:
         state = encode_state(plan.state)
         if not plan.changes_catalog:  # only repairs: the same content, so no revision and no event
-            new_manifest = plan.next_manifest(manifest, counts)
-            self._commit.write(lease, state, new_manifest, manifest.revision, None)
+            new_manifest = plan.next_manifest(manifest)
+            self._commit.write(lease, state, new_manifest, manifest.revision, None, repaired)
             return new_manifest, None
-        decision = next_cursor(manifest.epoch, manifest.seq, self._commit.journaled_seq(manifest.epoch), new_epoch_id())
+        decision = next_cursor(manifest.epoch, manifest.seq, journaled, new_epoch_id())
         while True:
             if decision.rotated:
                 log.warning(
@@ -258,18 +364,45 @@ class RefreshEngine:
                         "epoch": decision.cursor.epoch,
                     },
                 )
-            new_manifest = plan.next_manifest(manifest, counts, decision.cursor)
+            new_manifest = plan.next_manifest(manifest, decision.cursor)
             event = plan.event(manifest, decision.cursor)
             try:
-                self._commit.write(lease, state, new_manifest, manifest.revision, event)
+                self._commit.write(lease, state, new_manifest, manifest.revision, event, repaired)
                 return new_manifest, event
             except SeqCollision as collision:
                 if decision.rotated:
                     raise  # a fresh epoch cannot collide; something else is writing the journal
                 decision = after_collision(collision.epoch, collision.seq, new_epoch_id())
 
-    def _read_list(self, manifest: Manifest, provider_id: str) -> list[ModelRecord]:
-        return self._catalog.read_provider_models(provider_id, manifest.providers[provider_id])
+    def _release_unchanged(self, lease: Lease) -> None:
+        """Release, keeping the stored state, marked as stored by this run so that the next run sees no unfinished
+        one — unless one was unfinished before this run and this run did not collect its leftovers: then the state
+        stays as it is, and the next run still sees it."""
+        if self._previous_run_unfinished(lease):
+            self._lock.release(lease)
+        else:
+            self._lock.release(lease, encode_state(replace(decode_state(lease.state), token=lease.token)))
+
+    def _previous_run_unfinished(self, lease: Lease) -> bool:
+        """Whether a run since the one that stored the state ended without storing its own (it may have left chunks
+        that no manifest names). A state stored before runs recorded their token cannot tell: once, it counts as
+        unfinished (which also collects what crashed runs of earlier versions left)."""
+        if lease.state is None:
+            return lease.token > 1
+        token = decode_state(lease.state).token
+        return token is None or lease.token != token + 1
+
+    def _release_after_failure(self, lease: Lease, writes: _Writes) -> None:
+        """A failed run deletes the chunks it wrote and keeps the stored state; if it could not delete them, it
+        leaves the state as it was, so the next run sees an unfinished run and collects them."""
+        leftovers = {pid: sorted(keys) for pid, keys in writes.tried.items() if keys}
+        try:
+            if leftovers and not self._delete_keys(lease, leftovers):
+                self._lock.release(lease)
+                return
+            self._release_unchanged(lease)
+        except Exception:
+            log.warning("releasing the lock after a failed run failed; it expires", extra={"token": lease.token})
 
     def _fetch_all(self, providers: list[ProviderConfig], deadline: float) -> list[FetchOutcome]:
         if not providers:
@@ -286,13 +419,16 @@ class RefreshEngine:
         started = time.monotonic()
         try:
             models = fetcher.fetch(provider, deadline)
-            violation = records_violation(models)  # whatever the fetcher, an answer past the limits fails alone
+            # whatever the fetcher, an answer past the limits fails alone
+            violation = records_violation(models, provider.max_models)
             if violation is not None:
                 log.warning("provider answer over the limits", extra={"provider_id": provider.id, "reason": violation})
                 return FetchOutcome.failed(provider.id, violation, latency_ms=_ms_since(started))
             # Overrides win over the provider, before the fingerprint and the diff (docs/reference.md §10).
             models = apply_overrides(models, self._config.overrides_for(provider.id))
-            return FetchOutcome.succeeded(provider.id, models, latency_ms=_ms_since(started))
+            return FetchOutcome.succeeded(
+                provider.id, models, latency_ms=_ms_since(started), max_chunk_bytes=self._catalog.chunk_bytes
+            )
         except ProviderError as error:
             return FetchOutcome.failed(provider.id, error.reason, latency_ms=_ms_since(started))
         except Exception as error:
@@ -302,44 +438,54 @@ class RefreshEngine:
             return FetchOutcome.failed(provider.id, reason, latency_ms=_ms_since(started))
 
     def _collect_garbage(self, lease: Lease, old: Manifest, new: Manifest, plan: RefreshPlan) -> None:
-        """Keep the current and the previous generation (readers mid-way may still need it). Fenced: once this run's
-        lease has moved on, nothing is deleted (a newer run's generations are not this run's garbage)."""
-        doomed: list[tuple[str, set[str]]] = []
-        for provider_id in plan.new_lists:
-            keep = {new.providers[provider_id].generation}
-            if provider_id in old.providers:
-                keep.add(old.providers[provider_id].generation)
-            doomed.append((provider_id, keep))
-        doomed += [(provider_id, set()) for provider_id in plan.removed]
+        """Delete what the commit made unreachable (``RefreshPlan.collectable``: the chunks the previous list had
+        retired, and the lists stored in the one-generation layout or of providers that left, found by listing their
+        chunks). Fenced: once this run's lease has moved on, nothing is deleted."""
+        keys, sweeps = plan.collectable(old, new)
 
-        def unkept(item: tuple[str, set[str]]) -> list[dict[str, Any]]:
+        def listed(item: tuple[str, set[str]]) -> list[dict[str, Any]]:
             try:
                 return self._catalog.unkept_chunks(*item)
             except Exception:
                 log.warning("garbage collection failed", extra={"provider_id": item[0]})
                 return []
 
-        # Listing is one query per provider; the deletes of all providers then share fenced transactions.
-        self._delete_fenced(lease, [key for found in _in_parallel(unkept, doomed) for key in found])
+        found = [key for keys_found in _in_parallel(listed, list(sweeps.items())) for key in keys_found]
+        doomed = [key for pid, sort_keys in keys.items() for key in self._catalog.chunk_keys(pid, sort_keys)]
+        self._delete_fenced(lease, doomed + found)
 
-    def _delete_generations(self, lease: Lease, generations: list[tuple[str, str]]) -> None:
-        """Delete the chunks of lists written by this run that it will not commit (fenced, best effort)."""
-        if not generations:
-            return
-        try:
-            keys = [key for pid, generation in generations for key in self._catalog.generation_keys(pid, generation)]
-        except Exception:
-            log.warning("listing abandoned chunks failed", extra={"generations": len(generations)})
-            return
-        self._delete_fenced(lease, keys)
+    def _sweep_orphans(self, lease: Lease, manifest: Manifest) -> None:
+        """After an unfinished run: list every provider's chunks and delete those no manifest entry names (neither
+        its current chunks nor the retired ones readers of the previous manifest may still read)."""
+        log.warning("the previous run did not finish: collecting chunks it may have left", extra={"token": lease.token})
 
-    def _delete_fenced(self, lease: Lease, keys: list[dict[str, Any]]) -> None:
+        def unreferenced(provider_id: str) -> list[dict[str, Any]]:
+            entry = manifest.providers[provider_id]
+            try:
+                return self._catalog.unreferenced_chunks(provider_id, set(entry.chunk_keys()) | set(entry.retired))
+            except Exception:
+                log.warning("garbage collection failed", extra={"provider_id": provider_id})
+                return []
+
+        found = _in_parallel(unreferenced, sorted(manifest.providers))
+        self._delete_fenced(lease, [key for keys in found for key in keys])
+
+    def _delete_keys(self, lease: Lease, keys: Mapping[str, Sequence[str]]) -> bool:
+        """Delete these chunks of this run that it will not commit (fenced, best effort)."""
+        doomed = [key for pid, sort_keys in keys.items() for key in self._catalog.chunk_keys(pid, sort_keys)]
+        return self._delete_fenced(lease, doomed) if doomed else True
+
+    def _delete_fenced(self, lease: Lease, keys: list[dict[str, Any]]) -> bool:
+        if not keys:
+            return True
         try:
             self._catalog.delete_chunks(keys, fence=self._lock.fence_check_action(lease))
+            return True
         except FenceLost:
             log.warning("garbage collection stopped: the refresh lock moved on", extra={"token": lease.token})
         except Exception:
             log.warning("garbage collection failed", extra={"chunks": len(keys)})
+        return False
 
     def _log_run(self, trigger: Trigger, scope: Scope, started: float, plan: RefreshPlan) -> None:
         result = plan.result

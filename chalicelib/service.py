@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.clock import utc_iso_ms
 from chalicelib.core.domain import ModelRecord, Provider, RefreshStatus, Scope, Trigger
 from chalicelib.core.manifest import Manifest, ProviderEntry
-from chalicelib.core.query import ModelQuery, ProviderRecords, decode_cursor, select_models
+from chalicelib.core.query import MAX_PAGE_SIZE, ModelQuery, ProviderRecords, decode_cursor, select_models
 from chalicelib.core.schedule import check_due, next_due_ms
 from chalicelib.core.state import RefreshState
 from chalicelib.core.version import catalog_version
-from chalicelib.errors import ExportTooLarge, InvalidParameter, RefreshInProgress
+from chalicelib.errors import ExportTooLarge, InvalidParameter, PageRequired, RefreshInProgress
 from chalicelib.exports import EXPORTS, CatalogSnapshot
 from chalicelib.logs import get_logger
 from chalicelib.refresh import RefreshEngine
@@ -39,6 +39,10 @@ EXPORT_BUDGET_BYTES = 5_800_000
 
 # A model list's chunks can be collected under a reader after a newer commit (rare): it re-reads then.
 READ_ATTEMPTS = 3
+# An unpaged GET /models answers at most this much JSON: a Lambda response carries 6 MB with the body escaped once
+# more inside it (every quote), so past this the client is told to page (400 page_required) instead of API Gateway's
+# bare 502.
+UNPAGED_BUDGET_BYTES = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,31 @@ class CatalogView:
     version: str
     revision: int
     body: Callable[[], dict[str, Any]]
+
+
+def unpaged_bytes(manifest: Manifest, provider_id: str | None = None) -> int | None:
+    """About how large an unpaged ``GET /models`` answer is (JSON bytes), from the chunk sizes the manifest keeps:
+    each model adds its ``provider_id`` to its record. None when a list in the one-generation layout has no sizes."""
+    total = 40
+    for pid, entry in manifest.providers.items():
+        if provider_id is not None and pid != provider_id:
+            continue
+        if entry.json_bytes is None:
+            return None
+        total += entry.json_bytes + entry.count * (len(pid) + 17)
+    return total
+
+
+def _model_count(manifest: Manifest, provider_id: str | None) -> int:
+    return sum(e.count for pid, e in manifest.providers.items() if provider_id is None or pid == provider_id)
+
+
+def page_required(size: int, count: int) -> PageRequired:
+    return PageRequired(
+        f"the answer would be about {size / 1e6:.1f} MB ({count:,} models), more than one response may carry "
+        f"({UNPAGED_BUDGET_BYTES / 1e6:g} MB); ask for pages: add limit (at most {MAX_PAGE_SIZE:,}) and follow "
+        "next_cursor"
+    )
 
 
 class CatalogService:
@@ -116,6 +145,10 @@ class CatalogService:
             known = self._config.provider(query.provider_id) is not None
             if not known and query.provider_id not in manifest.providers:
                 raise InvalidParameter("provider_id", f"no provider with id {query.provider_id[:100]!r} in the catalog")
+        if query.limit is None and not query.filtered:  # known too large from the manifest: no model is read
+            estimate = unpaged_bytes(manifest, query.provider_id)
+            if estimate is not None and estimate > UNPAGED_BUDGET_BYTES:
+                raise page_required(estimate, _model_count(manifest, query.provider_id))
         version = catalog_version(manifest, self._config, code=self.deployment_id)
         return CatalogView(version, manifest.revision, lambda: self._models_body(manifest, query))
 
@@ -137,9 +170,23 @@ class CatalogService:
         body: dict[str, Any] = {"revision": manifest.revision, "models": page.models}
         if query.limit is not None:
             body["next_cursor"] = page.next_cursor
+        else:
+            estimate = unpaged_bytes(manifest, query.provider_id)
+            if estimate is None or estimate > UNPAGED_BUDGET_BYTES:  # unknown, or filtered down from too large
+                size = len(json.dumps(body, separators=(",", ":")))  # as Chalice serializes it
+                if size > UNPAGED_BUDGET_BYTES:
+                    raise page_required(size, len(page.models))
         if unavailable:  # their models are missing from this answer; the next refresh writes them again
             body["unavailable"] = [{"provider_id": p, "reason": r} for p, r in sorted(unavailable.items())]
+            self._ask_repair(unavailable)
         return body
+
+    def _ask_repair(self, broken: dict[str, str]) -> None:
+        """Ask the next refresh to write these stored lists again (best effort: the next reader asks again)."""
+        try:
+            self._state.request_repair(frozenset(broken))
+        except Exception:
+            log.warning("asking for a repair failed", extra={"providers": sorted(broken)})
 
     def _provider_records(
         self, manifest: Manifest, unavailable: dict[str, str], missing_ok: bool
@@ -186,8 +233,7 @@ class CatalogService:
 
     def position(self) -> tuple[int, str, int]:
         """(latest event seq, epoch, revision) for WebSocket subscribers."""
-        manifest = self._store.read_manifest()
-        return manifest.seq, manifest.epoch, manifest.revision
+        return self._store.read_position()
 
     # -- exports (docs/reference.md §11) ---------------------------------------------------
     def catalog_version(self) -> tuple[Manifest, str]:
@@ -215,9 +261,12 @@ class CatalogService:
                 return manifest, {
                     pid: self._store.read_provider_models(pid, entry) for pid, entry in manifest.providers.items()
                 }
-            except StaleRead:  # a newer commit collected that generation: serve the newer catalog
+            except (StaleRead, UnreadableChunks):  # collected by a newer commit, or broken: read the newest
                 pass
-        return self._store.read_catalog()
+        snapshot = self._store.read_catalog()
+        if snapshot.unreadable:
+            self._ask_repair(snapshot.unreadable)
+        return snapshot.manifest, snapshot.models
 
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self, scope: Scope, provider_id: str | None = None, trigger: Trigger = "manual") -> dict[str, Any]:

@@ -616,6 +616,9 @@ def _moto_app() -> Callable[..., Any]:
     """moto's WSGI app; DynamoDB calls skip its per-request host dispatch (a third of a request's cost)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from devstack.moto_patches import one_backup_per_table
+
+    one_backup_per_table()  # a transaction copied a table once per action (100 copies for a fenced GC)
     dispatcher = DomainDispatcherApplication(create_backend_app)
     dynamodb = create_backend_app("dynamodb")
 
@@ -712,15 +715,13 @@ class EmbeddedDynamoServer:
         return f"http://{self._host}:{self.port}"
 
     def start(self) -> None:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-        from werkzeug.serving import make_server
+        from devstack.wsgi_server import KeepAliveWSGIServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per DynamoDB call
         self.app.reset_backends()
         if self._state_dir is not None:
             self._restore()
-        self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=MotoRequestHandler)
-        self._server.daemon_threads = True
+        self._server = KeepAliveWSGIServer((self._host, self._port), self.app)  # keep-alive: no TCP setup per call
         self._thread = threading.Thread(target=self._server.serve_forever, name="dynamodb-http", daemon=True)
         self._thread.start()
         if self._snapshotter is not None:

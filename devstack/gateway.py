@@ -652,6 +652,9 @@ class _ManagementServer(ThreadingHTTPServer):
 class _ManagementHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "model-catalog-local-gateway"
+    # Headers and body are written separately: without this, an answer with a body (a 410) waits for the client's
+    # delayed ACK of the headers on a kept-alive connection (40 ms).
+    disable_nagle_algorithm = True
     server: _ManagementServer
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -308,6 +308,10 @@ def http_server(app_object: Any, sock: socket.socket) -> Any:
             self.server_name, self.server_port = self.server_address[0], self.server_address[1]
 
     class LoggingHandler(ChaliceRequestHandler):
+        # chalice.local writes a response's headers and body separately: with Nagle's algorithm on, the body waits
+        # for the client's delayed ACK of the headers, 40 ms on every request of a keep-alive connection.
+        disable_nagle_algorithm = True
+
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             status = int(code) if str(code).isdigit() else 0
             path = self.path.split("?", 1)[0]  # no query strings in logs

@@ -63,6 +63,7 @@ LOGS_POLICY_NAME = "write-logs"
 # (Put -> PutItem, Update -> UpdateItem, Delete -> DeleteItem, ConditionCheck -> ConditionCheckItem).
 DYNAMODB_ITEM_ACTIONS = [
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",  # model chunks are read by key (a list's chunks come from several runs)
     "dynamodb:Query",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",

@@ -68,13 +68,14 @@ SITES: dict[str, Site] = {
         Site("manifest.read", "GetItem", lambda b: b["Key"].get("pk") == {"S": "MANIFEST"}, "before-commit"),
         # Only the very first run of a catalog creates its (empty) manifest.
         Site("manifest.create", "PutItem", lambda b: b["Item"].get("pk") == {"S": "MANIFEST"}, "first-run"),
-        Site("models.query", "Query", lambda b: _table(b).endswith("-catalog") and "ProjectionExpression" not in b,
-             "before-commit"),
+        # Stored chunks read by key: the ones a changed provider's diff needs, and the run's sample check.
+        Site("chunks.read", "BatchGetItem", lambda b: _table(b).endswith("-catalog"), "before-commit"),
         Site("chunks.write", "BatchWriteItem", _batch("PutRequest"), "before-commit"),
         # Where the journal of the epoch ends (a disagreement with the manifest starts a new epoch).
         Site("journal.latest", "Query", lambda b: _table(b).endswith("-events") and b.get("Limit") == 1,
              "before-commit"),
         Site("commit", "TransactWriteItems", _transaction("Put"), "commit"),
+        # Listing a provider's chunk keys: after a run that did not finish (its leftovers), a list of version 1/2.
         Site("gc.query", "Query", lambda b: _table(b).endswith("-catalog") and "ProjectionExpression" in b, "after-commit"),
         # Garbage collection deletes in transactions fenced by the lock (a ConditionCheck and the Deletes).
         Site("gc.delete", "TransactWriteItems", _transaction("Delete"), "after-commit"),
@@ -150,10 +151,12 @@ def fault_response(kind: str, operation: str, body: dict[str, Any], url: str) ->
                           f"[{', '.join(r['Code'] for r in reasons)}]", CancellationReasons=reasons)
         return _error(url, 400, "TransactionConflictException",
                       "Transaction is ongoing for the item")
-    if kind == "unprocessed":  # DynamoDB throttled every write of the batch: 200 with all of them handed back
-        if operation != "BatchWriteItem":
-            raise ValueError("'unprocessed' only applies to BatchWriteItem")
-        return dynamo_response(url, 200, {"UnprocessedItems": body["RequestItems"]})
+    if kind == "unprocessed":  # DynamoDB throttled every item of the batch: 200 with all of them handed back
+        if operation == "BatchWriteItem":
+            return dynamo_response(url, 200, {"UnprocessedItems": body["RequestItems"]})
+        if operation == "BatchGetItem":
+            return dynamo_response(url, 200, {"Responses": {}, "UnprocessedKeys": body["RequestItems"]})
+        raise ValueError("'unprocessed' only applies to BatchWriteItem and BatchGetItem")
     raise ValueError(f"unknown fault kind {kind!r}")
 
 

@@ -14,7 +14,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-MAX_MODELS_PER_PROVIDER = 50_000
+MAX_MODELS_PER_PROVIDER = 50_000  # the default; a provider's ``max_models`` raises it up to MAX_MODELS_CEILING
+MAX_MODELS_CEILING = 100_000
+DEFAULT_MAX_RESPONSE_MB = 32  # an answer's body; a provider's ``max_response_mb`` raises it up to the ceiling
+MAX_RESPONSE_MB_CEILING = 64
 MAX_MODEL_ID_CHARS = 256
 MAX_DISPLAY_NAME_CHARS = 256
 MAX_TEXT_CHARS = 1_024  # any other string in a record (a status, a date, a modality…)
@@ -27,14 +30,27 @@ _FIELD_CHARS = {"id": MAX_MODEL_ID_CHARS, "display_name": MAX_DISPLAY_NAME_CHARS
 _ID_SHOWN = 60  # how much of an offending model's id a reason quotes
 
 
-def too_many_models(count: int) -> str | None:
-    """Why ``count`` models are too many for one provider (None: within the limit)."""
-    if count <= MAX_MODELS_PER_PROVIDER:
+def too_many_models(count: int, limit: int = MAX_MODELS_PER_PROVIDER) -> str | None:
+    """Why ``count`` models are too many for one provider whose limit is ``limit`` (None: within it). The reason
+    names the setting that raises the limit, while it can be raised."""
+    if count <= limit:
         return None
-    return (
-        f"the provider listed {count:,} models, more than the limit of {MAX_MODELS_PER_PROVIDER:,} models per "
-        "provider; keeping the last good list"
+    raise_it = (
+        f" (max_models in the provider's config raises it, up to {MAX_MODELS_CEILING:,})"
+        if limit < MAX_MODELS_CEILING
+        else ""
     )
+    return (
+        f"the provider listed {count:,} models, more than the limit of {limit:,} models per provider{raise_it}; "
+        "keeping the last good list"
+    )
+
+
+def response_limit_hint(limit_mb: int) -> str:
+    """What to say after "the response is larger than the N MB limit": the setting that raises it, while it can."""
+    if limit_mb >= MAX_RESPONSE_MB_CEILING:
+        return ""
+    return f"; max_response_mb in the provider's config raises it, up to {MAX_RESPONSE_MB_CEILING}"
 
 
 def record_violation(record: Mapping[str, Any]) -> str | None:
@@ -76,15 +92,79 @@ def record_violation(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def records_violation(records: Sequence[Mapping[str, Any]]) -> str | None:
+# A record in the shape adapters build, whose every value is far inside the limits (checked by ``_plainly_within``
+# without walking it): short strings, small lists of short words, finite numbers. Anything else is walked in full.
+_SHORT = 64
+_RECORD_FIELDS = frozenset(
+    {"id", "display_name", "context_length", "max_output_tokens", "capabilities", "pricing", "status", "retires_at",
+     "modalities"}
+)
+
+
+def _plainly_within(record: Mapping[str, Any], seen: set[int]) -> bool:
+    """True only when ``record_violation(record)`` is None for sure (the bounds here are far tighter than the
+    limits, so the character budget cannot be reached either); False means: walk it. ``seen`` holds the ids of
+    lists and tables already found plain (records of one answer share them)."""
+    if record.keys() != _RECORD_FIELDS:
+        return False
+    for name in ("id", "display_name"):
+        value = record[name]
+        if not (value is None or (type(value) is str and len(value) <= MAX_MODEL_ID_CHARS)):
+            return False
+    for name in ("status", "retires_at"):
+        value = record[name]
+        if not (value is None or (type(value) is str and len(value) <= _SHORT)):
+            return False
+    for name in ("context_length", "max_output_tokens"):
+        value = record[name]
+        if not (value is None or (type(value) is int and -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER)):
+            return False
+    pricing = record["pricing"]
+    if pricing is not None and not (
+        type(pricing) is dict and len(pricing) <= 8
+        and all(type(key) is str and len(key) <= _SHORT and _plain_number(value) for key, value in pricing.items())
+    ):
+        return False
+    for value in (record["capabilities"], record["modalities"]):
+        if value is None or id(value) in seen:
+            continue
+        if type(value) is list:
+            plain = _short_words(value)
+        elif type(value) is dict:
+            plain = len(value) <= 8 and all(
+                type(key) is str and len(key) <= _SHORT and type(words) is list and _short_words(words)
+                for key, words in value.items()
+            )
+        else:
+            plain = False
+        if not plain:
+            return False
+        seen.add(id(value))
+    return True
+
+
+def _plain_number(value: Any) -> bool:
+    if value is None or (type(value) is int and -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER):
+        return True
+    return type(value) is float and math.isfinite(value) and abs(value) <= MAX_ABS_NUMBER
+
+
+def _short_words(values: list[Any]) -> bool:
+    return len(values) <= 16 and all(type(word) is str and len(word) <= _SHORT for word in values)
+
+
+def records_violation(records: Sequence[Mapping[str, Any]], max_models: int = MAX_MODELS_PER_PROVIDER) -> str | None:
     """Why a provider's normalized answer breaks the limits (the provider then fails, keeping its last good list),
     or None. Names the first offending model, the field and the limit, and how many models break one."""
-    too_many = too_many_models(len(records))
+    too_many = too_many_models(len(records), max_models)
     if too_many:
         return too_many
     first: tuple[Any, str] | None = None
     offending = 0
+    plain: set[int] = set()
     for record in records:
+        if _plainly_within(record, plain):
+            continue
         problem = record_violation(record)
         if problem is not None:
             offending += 1

@@ -15,6 +15,12 @@ provider statuses and schedule bookkeeping, and the event to journal. The rules 
 - a provider whose stored list cannot be read is diffed against nothing (every model ``added``), and its shrink guard
   uses the manifest's model count.
 
+Cost follows the change: a list is cut into content-defined chunks (``chalicelib.core.chunking``) whose digests the
+manifest keeps, so for a provider that differs only the stored chunks the new answer does not keep are read
+(``stored_chunks_to_read``) and diffed against the new chunks, and only new chunks are written (``ListWrite``).
+Deleting the chunks a list no longer uses is decided here too (``collectable``), so that it never touches a chunk
+the new manifest (or the one before it, which readers may still hold) references.
+
 Which ``(epoch, seq)`` the event gets is ``chalicelib.core.epoch``'s decision, passed in as a ``Cursor``.
 """
 
@@ -25,6 +31,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import utc_iso
+from chalicelib.core.chunking import (
+    DEFAULT_MAX_CHUNK_BYTES,
+    ChunkRef,
+    Layout,
+    ListWrite,
+    layout,
+    plan_list,
+    replaced_refs,
+)
 from chalicelib.core.diff import ShrinkPolicy, diff_models, shrink_failure
 from chalicelib.core.domain import (
     ModelRecord,
@@ -33,7 +48,6 @@ from chalicelib.core.domain import (
     RefreshResult,
     Scope,
     Trigger,
-    models_fingerprint,
 )
 from chalicelib.core.epoch import Cursor
 from chalicelib.core.events import build_event_message
@@ -54,10 +68,18 @@ class FetchOutcome:
     reason: str | None = None
     latency_ms: int = 0
     fingerprint: str | None = None  # of ``models``; computed once, in the fetching thread
+    layout: Layout | None = None  # ``models`` cut into chunks (with the fingerprint, in one pass)
 
     @classmethod
-    def succeeded(cls, provider_id: str, models: Sequence[ModelRecord], latency_ms: int = 0) -> FetchOutcome:
-        return cls(provider_id, models=models, latency_ms=latency_ms, fingerprint=models_fingerprint(models))
+    def succeeded(
+        cls,
+        provider_id: str,
+        models: Sequence[ModelRecord],
+        latency_ms: int = 0,
+        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    ) -> FetchOutcome:
+        cut = layout(models, max_chunk_bytes)
+        return cls(provider_id, models=models, latency_ms=latency_ms, fingerprint=cut.fingerprint, layout=cut)
 
     @classmethod
     def failed(cls, provider_id: str, reason: str, latency_ms: int = 0) -> FetchOutcome:
@@ -101,15 +123,26 @@ def lists_to_read(
     return differing + removed_providers(manifest, config, scope)
 
 
-def lists_to_verify(manifest: Manifest, outcomes: Sequence[FetchOutcome], read: Sequence[str]) -> list[str]:
-    """The stored lists to check for completeness (the plan judges them by fingerprint, so nobody reads them):
-    providers that answered and have a stored list that ``lists_to_read`` did not ask for."""
-    wanted = set(read)
-    return [
-        o.provider_id
-        for o in outcomes
-        if o.models is not None and o.provider_id in manifest.providers and o.provider_id not in wanted
-    ]
+def stored_chunks_to_read(entry: ProviderEntry, outcome: FetchOutcome) -> tuple[ChunkRef, ...] | None:
+    """What the diff of a differing provider needs from its stored list: the chunks the new answer does not keep
+    (``stored`` of ``plan_refresh`` then holds only their models), or None for the whole list (a list stored
+    before chunks had digests, whose chunks cannot be matched)."""
+    if entry.parts is None or outcome.layout is None:
+        return None
+    return tuple(replaced_refs(entry.parts, outcome.layout))
+
+
+def chunks_to_check(manifest: Manifest, token: int, count: int) -> list[tuple[str, str]]:
+    """A rotating sample of ``count`` stored chunks, ``(provider id, key)``, to check for loss on this run.
+
+    Checking every list on every run would cost as much as the catalog; each run checks a few chunks instead, the
+    next ones after the previous run's (``token`` counts runs), so every chunk is checked every
+    ``chunks / count`` runs. (A reader that finds a list broken asks the next run to repair it at once.)"""
+    keys = [(pid, key) for pid in sorted(manifest.providers) for key in manifest.providers[pid].chunk_keys()]
+    if not keys:
+        return []
+    start = (token * count) % len(keys)
+    return [keys[(start + offset) % len(keys)] for offset in range(min(count, len(keys)))]
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,7 @@ class RefreshPlan:
     generation: str | None = None  # the chunk generation of this run's new lists (None: nothing to write)
     new_lists: Mapping[str, Sequence[ModelRecord]] = field(default_factory=dict)
     fingerprints: Mapping[str, str] = field(default_factory=dict)
+    writes: Mapping[str, ListWrite] = field(default_factory=dict)  # per new list: its chunk refs, the chunks to write
     removed: tuple[str, ...] = ()  # providers that leave the catalog
     latencies: Mapping[str, int] = field(default_factory=dict)  # each provider's fetch time, for the run's log
     repaired: tuple[str, ...] = ()  # unchanged providers whose broken stored list is written again
@@ -134,16 +168,18 @@ class RefreshPlan:
         """Something is committed: a change, or only repairs (a manifest flip without an event)."""
         return self.changes_catalog or bool(self.repaired)
 
-    def next_manifest(
-        self, manifest: Manifest, chunk_counts: Mapping[str, int], cursor: Cursor | None = None
-    ) -> Manifest:
-        """The manifest to commit once the new lists are written (``chunk_counts``: chunks each one took). ``cursor``
-        is the event's position (default: the next seq of the manifest's epoch); a repair keeps the manifest's."""
+    def next_manifest(self, manifest: Manifest, cursor: Cursor | None = None) -> Manifest:
+        """The manifest to commit once the new chunks are written. ``cursor`` is the event's position (default: the
+        next seq of the manifest's epoch); a repair keeps the manifest's."""
         assert self.generation is not None, "an unchanged plan commits nothing"
         providers = {pid: entry for pid, entry in manifest.providers.items() if pid not in self.removed}
         for provider_id, models in self.new_lists.items():
+            refs = self.writes[provider_id].refs
+            old = manifest.providers.get(provider_id)
+            kept = {ref.key for ref in refs}
+            retired = tuple(key for key in old.chunk_keys() if key not in kept) if old is not None else ()
             providers[provider_id] = ProviderEntry(
-                self.generation, chunk_counts[provider_id], len(models), self.fingerprints[provider_id]
+                self.generation, len(refs), len(models), self.fingerprints[provider_id], parts=refs, retired=retired
             )
         if not self.changes_catalog:
             cursor = Cursor(manifest.epoch, manifest.seq)
@@ -155,6 +191,28 @@ class RefreshPlan:
             providers=providers,
             updated_at=self.timestamp,
         )
+
+    def collectable(self, old: Manifest, new: Manifest) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+        """What to delete once ``new`` (this plan's manifest) replaced ``old``: chunk keys per provider, and the
+        providers whose chunks must be listed to find them (``{provider: generations to keep}``: a list stored in
+        the one-generation layout, whose previous generation no manifest names; a provider that left).
+
+        Readers that started on ``old`` may still read its chunks, so a list's own previous chunks stay (``retired``)
+        until it changes again; what goes now is what ``old`` had retired. Nothing ``new`` references is deleted."""
+        keys: dict[str, list[str]] = {}
+        sweeps: dict[str, set[str]] = {pid: set() for pid in self.removed}
+        for provider_id in self.new_lists:
+            before = old.providers.get(provider_id)
+            if before is None:
+                continue
+            if before.parts is None:
+                sweeps[provider_id] = {before.generation, new.providers[provider_id].generation}
+                continue
+            live = set(new.providers[provider_id].chunk_keys()) | set(new.providers[provider_id].retired)
+            doomed = [key for key in before.retired if key not in live]
+            if doomed:
+                keys[provider_id] = doomed
+        return keys, sweeps
 
     def event(self, manifest: Manifest, cursor: Cursor | None = None) -> dict[str, Any]:
         """The event that the commit journals (``manifest``: the one it replaces; ``cursor``: the event's position,
@@ -177,8 +235,10 @@ def plan_refresh(
     lease_token: int,
     broken: Mapping[str, str] | None = None,
 ) -> RefreshPlan:
-    """Decide one run. ``stored`` holds the lists ``lists_to_read`` asked for that could be read; ``broken`` names
-    the providers whose stored list is missing or unreadable (and why); ``now`` is wall-clock seconds."""
+    """Decide one run. ``stored`` holds what ``lists_to_read`` asked for and could be read: per provider, the models
+    of the chunks ``stored_chunks_to_read`` names (all of them when it says None, and for a provider that leaves);
+    ``broken`` names the providers whose stored list is missing or unreadable (and why); ``now`` is wall-clock
+    seconds."""
     broken = broken or {}
     timestamp = utc_iso(now)
     names = {p.id: p.display_name for p in config.providers}
@@ -190,6 +250,7 @@ def plan_refresh(
     failed: list[ProviderFailure] = []
     new_lists: dict[str, Sequence[ModelRecord]] = {}
     fingerprints: dict[str, str] = {}
+    layouts: dict[str, tuple[tuple[ChunkRef, ...] | None, Layout]] = {}  # per new list: stored refs it may keep
     repaired: list[str] = []
 
     for outcome in outcomes:
@@ -201,7 +262,8 @@ def plan_refresh(
             statuses[pid] = status.failed(reason)
             continue
         entry = manifest.providers.get(pid)
-        fingerprint = outcome.fingerprint or models_fingerprint(outcome.models)
+        cut = outcome.layout or layout(outcome.models)
+        fingerprint = cut.fingerprint
         if entry is not None and entry.fingerprint == fingerprint:
             unchanged.append(pid)
             statuses[pid] = status.succeeded(timestamp)
@@ -209,17 +271,23 @@ def plan_refresh(
                 repaired.append(pid)
                 new_lists[pid] = outcome.models
                 fingerprints[pid] = fingerprint
+                layouts[pid] = (None, cut)  # nothing stored can be trusted: every chunk is written again
             continue
-        unknown = entry is not None and pid not in stored  # its stored list is broken: diff against nothing
+        unknown = entry is not None and (pid not in stored or pid in broken)  # broken: diff against nothing
+        kept_refs = entry.parts if entry is not None and not unknown else None  # stored chunks the answer may keep
         old = stored[pid] if entry is not None and not unknown else []
-        old_count = entry.count if unknown and entry is not None else len(old)
+        new: Sequence[ModelRecord] = outcome.models
+        if kept_refs is not None:  # only the chunks that differ: ``old`` holds the stored ones the answer replaces
+            digests = {ref.digest for ref in kept_refs}
+            new = [m for piece in cut.pieces if piece.digest not in digests for m in new[piece.start : piece.end]]
+        old_count = entry.count if entry is not None else 0
         refusal = shrink_failure(old_count, len(outcome.models), ShrinkPolicy(threshold, allow_shrink.get(pid, False)))
         if refusal:
             failed.append(ProviderFailure(provider_id=pid, reason=refusal))
             statuses[pid] = status.failed(refusal)
             continue
         statuses[pid] = status.succeeded(timestamp)
-        diff = diff_models(old, outcome.models)
+        diff = diff_models(old, new)
         if diff.is_empty:  # the same models in another encoding history: nothing to write, no event
             unchanged.append(pid)
             continue
@@ -228,6 +296,7 @@ def plan_refresh(
         )
         new_lists[pid] = outcome.models
         fingerprints[pid] = fingerprint
+        layouts[pid] = (kept_refs, cut)
 
     removed = tuple(removed_providers(manifest, config, scope))
     for gone in removed:
@@ -239,20 +308,27 @@ def plan_refresh(
     changed.sort(key=lambda c: c.provider_id)
     failed.sort(key=lambda f: f.provider_id)
     revision = manifest.revision + 1 if changed else manifest.revision
+    generation = f"r{revision:08d}-t{lease_token}"  # new chunk keys carry the writing run's revision and token
+    writes = {pid: plan_list(kept, cut, generation) for pid, (kept, cut) in layouts.items()}
     result = RefreshResult(revision=revision, changed=changed, unchanged=sorted(unchanged), failed=failed)
     schedule = state.schedule
     if trigger == "scheduled":
         schedule = replace(schedule, last_scheduled_at_ms=int(now * 1000), started_deployment=deployment_id)
     next_state = RefreshState(
-        providers=statuses, last_run=result.model_dump(mode="json"), last_run_at=timestamp, schedule=schedule
+        providers=statuses,
+        last_run=result.model_dump(mode="json"),
+        last_run_at=timestamp,
+        schedule=schedule,
+        token=lease_token,
     )
     return RefreshPlan(
         result=result,
         state=next_state,
         timestamp=timestamp,
-        generation=f"r{revision:08d}-t{lease_token}" if changed or repaired else None,
+        generation=generation if changed or repaired else None,
         new_lists=new_lists,
         fingerprints=fingerprints,
+        writes=writes,
         removed=removed,
         latencies={o.provider_id: o.latency_ms for o in outcomes},
         repaired=tuple(sorted(repaired)),

@@ -56,6 +56,11 @@ class ModelQuery:
                 return False
         return True
 
+    @property
+    def filtered(self) -> bool:
+        """Whether a filter other than ``provider_id`` may leave models out."""
+        return bool(self.capabilities) or self.min_context is not None or self.text is not None or bool(self.status)
+
     def key(self) -> str:
         """The query in one canonical string: two requests with equal keys ask for the same answer."""
         return canonical_json(

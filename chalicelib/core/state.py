@@ -32,6 +32,9 @@ class RefreshState:
     last_run: Mapping[str, Any] | None = None  # a RefreshResult as JSON (possibly truncated to fit the item)
     last_run_at: str | None = None
     schedule: ScheduleState = field(default_factory=ScheduleState)
+    # The lock token of the run that stored this state. A later acquire whose token is not the next one means that
+    # a run in between ended without storing its state (it crashed, or failed), and may have left chunks behind.
+    token: int | None = None
 
     def status(self, provider_id: str) -> ProviderStatus:
         return self.providers.get(provider_id) or ProviderStatus()
@@ -49,6 +52,7 @@ class RefreshState:
             "last_scheduled_at_ms": self.schedule.last_scheduled_at_ms,
             "started_deployment": self.schedule.started_deployment,
             "interval_anchor_ms": self.schedule.interval_anchor_ms,
+            "token": self.token,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         return body
@@ -68,4 +72,5 @@ class RefreshState:
                 started_deployment=raw.get("started_deployment"),
                 interval_anchor_ms=raw.get("interval_anchor_ms"),
             ),
+            token=raw.get("token"),
         )

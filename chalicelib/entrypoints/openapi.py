@@ -418,7 +418,8 @@ def _error(description: str, codes: list[str], headers: dict[str, Any] | None = 
 def _responses() -> dict[str, Any]:
     return {
         "BadRequest": _error(
-            "A query parameter or action is not valid.", ["bad_request", "invalid_parameter", "unknown_action"]
+            "A query parameter or action is not valid, or an unpaged answer would not fit in one response.",
+            ["bad_request", "invalid_parameter", "page_required", "unknown_action"],
         ),
         "Unauthorized": _error("The bearer token is missing or wrong.", ["unauthorized"]),
         "NotFound": _error("No such provider, route or asset.", ["not_found", "provider_not_found"]),
@@ -754,7 +755,8 @@ def _paths() -> dict[str, Any]:
                     tags=["catalog"],
                     description=(
                         "Every filter must hold. Any other query parameter, a repeated one (but `capability`) or a "
-                        "bad value answers 400 invalid_parameter."
+                        "bad value answers 400 invalid_parameter. Without `limit`, an answer of more than 5 MB of "
+                        "JSON (about 20,000 models) answers 400 page_required: ask for pages."
                     ),
                     parameters=[
                         _query(

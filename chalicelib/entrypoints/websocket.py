@@ -138,12 +138,10 @@ class WebsocketHandlers:
         return request
 
     def _subscribe(self, connection_id: str, since: int | None, epoch: str | None) -> None:
+        # One read and the reply: nothing is written (the connection was stored at $connect, and every connection
+        # gets the fan-out), so a burst of subscribes costs no write capacity.
         seq, current_epoch, revision = self._position()
         self._reply(connection_id, {"type": "subscribed", "seq": seq, "epoch": current_epoch, "revision": revision})
-        try:
-            self._connections.touch(connection_id)
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("recording the subscribe failed", extra={"connection_id": connection_id, "error": str(exc)})
         if since is None:
             return
         replay = None

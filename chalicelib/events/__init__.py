@@ -7,6 +7,8 @@ The API:
 - ``Fanout`` / ``FanoutStats``: one message to every open WebSocket connection (bounded concurrency, 410 pruning,
   throttling backoff, truncation to fit);
 - ``WebsocketSender``: one message to one connection through API Gateway's ``@connections`` API (its own client);
+  ``SignedConnectionsClient``: that API's ``PostToConnection`` as one signed request (far less CPU than a botocore
+  client call, which a fan-out makes once per connection);
 - ``wire_text`` / ``encode_for_wire`` / ``MAX_WIRE_BYTES``: the event as WebSocket text, fitted to the limit;
   ``fit_to_wire`` / ``wire_size``: the fitted message itself and its size (the change feed serves exactly it);
 - ``WebhookDispatcher`` / ``WebhookChannel`` / ``LambdaKick`` / ``ThreadKick`` / ``DeliveryOptions``: Standard
@@ -21,7 +23,7 @@ from chalicelib.events._bus import EventBusChannel
 from chalicelib.events._fanout import Fanout, FanoutStats
 from chalicelib.events._message import MAX_WIRE_BYTES, encode_for_wire, fit_to_wire, wire_size, wire_text
 from chalicelib.events._publisher import EventPublisher
-from chalicelib.events._sender import WebsocketSender
+from chalicelib.events._sender import SignedConnectionsClient, WebsocketSender
 from chalicelib.events._webhooks import (
     DeliveryOptions,
     LambdaKick,
@@ -39,6 +41,7 @@ __all__ = [
     "Fanout",
     "FanoutStats",
     "LambdaKick",
+    "SignedConnectionsClient",
     "ThreadKick",
     "WebhookChannel",
     "WebhookDispatcher",

@@ -75,7 +75,7 @@ class Fanout:
         self,
         connections: ConnectionStore,
         send: Callable[[str, str], None],
-        max_workers: int = 16,
+        max_workers: int = 32,
         max_attempts: int = 5,
         base_delay_s: float = 0.05,
         max_delay_s: float = 2.0,

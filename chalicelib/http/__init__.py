@@ -26,20 +26,22 @@ The API (everything else is private to the package):
 - ``UrlGuard``, ``UnsafeUrlError``: the URL policy (``_guard``).
 - ``Redactor``: secrets out of reasons and logs (``_redact``).
 - ``RetryPolicy``, ``parse_retry_after``: when to retry and how long to wait (``_retry``).
-- ``describe_json``, ``provider_message``: words for a JSON value and a provider's error message (``_reasons``).
+- ``describe_json``, ``provider_message``: words for a JSON value and a provider's error message (``_reasons``);
+  ``JsonMembers``: a large JSON object read member by member (``ProviderHttp.get_json(..., members=True)``).
 - ``post_bytes``, ``PostOutcome``, ``url_problem``, ``new_session``: one guarded POST (webhook deliveries, ``_post``).
 """
 
 from chalicelib.http._client import DEFAULT_MAX_BODY_BYTES, HttpClient, JsonResponse, ProviderHttp
 from chalicelib.http._guard import UnsafeUrlError, UrlGuard, new_session
 from chalicelib.http._post import PostOutcome, post_bytes, url_problem
-from chalicelib.http._reasons import describe_json, provider_message
+from chalicelib.http._reasons import JsonMembers, describe_json, provider_message
 from chalicelib.http._redact import Redactor
 from chalicelib.http._retry import RetryPolicy, parse_retry_after
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "HttpClient",
+    "JsonMembers",
     "JsonResponse",
     "PostOutcome",
     "ProviderHttp",

@@ -110,7 +110,11 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         auth: AuthKind = "none",
         credential_env: str | None = None,
+        max_body_bytes: int | None = None,
+        limit_hint: str = "",
     ) -> ProviderHttp:
+        """``max_body_bytes``: this provider's body limit (default: the client's); ``limit_hint``: what a reason
+        naming that limit adds (how to raise it)."""
         return ProviderHttp(
             self,
             provider_id,
@@ -120,6 +124,8 @@ class HttpClient:
             headers=dict(headers or {}),
             auth=auth,
             credential_env=credential_env,
+            max_body_bytes=max_body_bytes,
+            limit_hint=limit_hint,
         )
 
     def close(self) -> None:
@@ -138,6 +144,8 @@ class ProviderHttp:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     auth: AuthKind = "none"
     credential_env: str | None = None
+    max_body_bytes: int | None = None  # this provider's body limit (None: the client's)
+    limit_hint: str = ""  # added to a reason naming the body limit
     requests_made: int = 0
     started: float = field(default=0.0)
     holds_large_answer: bool = False
@@ -161,10 +169,15 @@ class ProviderHttp:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[int, Any], None] | None = None,
+        members: bool = False,
     ) -> Any:
         """GET ``url`` and return its parsed JSON. ``expect`` names the shape for error reasons
-        ("a JSON object with `data`"). Any failure raises ``ProviderError``."""
-        return self.request_json("GET", url, expect=expect, params=params, headers=headers, on_error=on_error).data
+        ("a JSON object with `data`"). Any failure raises ``ProviderError``. With ``members``, a JSON object comes
+        as ``JsonMembers``, parsed member by member as the caller reads them (an answer of tens of megabytes is then
+        never held whole as Python objects)."""
+        return self.request_json(
+            "GET", url, expect=expect, params=params, headers=headers, on_error=on_error, members=members
+        ).data
 
     def post_form(
         self,
@@ -199,6 +212,7 @@ class ProviderHttp:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[int, Any], None] | None = None,
+        members: bool = False,
     ) -> JsonResponse:
         policy = self.client.retry
         # The provider's configured `headers` win over adapter defaults (e.g. another anthropic-version),
@@ -212,7 +226,7 @@ class ProviderHttp:
         while True:
             attempt += 1
             try:
-                failure = self._attempt(method, url, params, data, dict(merged), expect, on_error)
+                failure = self._attempt(method, url, params, data, dict(merged), expect, on_error, members)
             except ProviderError as exc:
                 raise ProviderError(self.redactor(exc.reason)) from None
             if isinstance(failure, JsonResponse):
@@ -249,6 +263,7 @@ class ProviderHttp:
         headers: dict[str, str],
         expect: str,
         on_error: Callable[[int, Any], None] | None,
+        members: bool = False,
     ) -> JsonResponse | _Failure:
         clock = self.client.clock
         current_url, current_params, current_headers = url, params, dict(headers)
@@ -293,7 +308,7 @@ class ProviderHttp:
                     self.log(logging.INFO, "following redirect", url=display_url(target), hop=hop + 1)
                     current_url, current_params = target, None
                     continue
-                return self._read(response, method, expect, on_error, watch)
+                return self._read(response, method, expect, on_error, watch, members)
             except _PeerRefusedError as exc:
                 return _Failure(str(exc))
             except ProviderError:
@@ -332,9 +347,11 @@ class ProviderHttp:
         expect: str,
         on_error: Callable[[int, Any], None] | None,
         watch: _Watch,
+        members: bool = False,
     ) -> JsonResponse | _Failure:
         status = response.status_code
-        limit = self.client.max_body_bytes if status < 400 else min(self.client.max_body_bytes, _ERROR_BODY_LIMIT)
+        most = self.max_body_bytes or self.client.max_body_bytes
+        limit = most if status < 400 else min(most, _ERROR_BODY_LIMIT)
         body, _ = self._read_body(response, limit, watch, allow_truncate=status >= 400)
         if status >= 400:
             data = _try_json(body)
@@ -344,7 +361,7 @@ class ProviderHttp:
         if status >= 300 or status == 204:
             return _Failure(f"expected {expect}, got {_status_text(status)} with no usable body")
         content_type = response.headers.get("content-type", "")
-        parsed = _parse_json(body, content_type, expect)
+        parsed = _parse_json(body, content_type, expect, members)
         if isinstance(parsed, _Failure):
             return parsed
         return JsonResponse(status=status, headers=dict(response.headers), data=parsed, url=response.url)
@@ -357,6 +374,7 @@ class ProviderHttp:
         if declared and declared.isdigit() and int(declared) > limit and not allow_truncate:
             raise ProviderError(
                 f"the response is larger than the {_size(limit)} limit ({_size(int(declared))} declared)"
+                f"{self.limit_hint}"
             )
         body = bytearray()
         try:
@@ -365,7 +383,7 @@ class ProviderHttp:
                     if allow_truncate:
                         body += chunk[: limit - len(body)]
                         return body, True
-                    raise ProviderError(f"the response is larger than the {_size(limit)} limit")
+                    raise ProviderError(f"the response is larger than the {_size(limit)} limit{self.limit_hint}")
                 if len(body) + len(chunk) > LARGE_ANSWER_BYTES and not allow_truncate:
                     self._take_large_answer_slot(watch)
                 body += chunk

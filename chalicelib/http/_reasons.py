@@ -129,11 +129,13 @@ def _try_json(body: bytes) -> Any:
         return None
 
 
-def _parse_json(body: bytearray, content_type: str, expect: str) -> Any:
+def _parse_json(body: bytearray, content_type: str, expect: str, members: bool = False) -> Any:
     """The JSON value of a response body, or a ``_Failure`` saying what the body is instead.
 
     The buffer is *consumed*: it is decoded to text and emptied before the text is parsed, so a large answer is
-    never held three times (bytes, text and the parsed value) at once."""
+    never held three times (bytes, text and the parsed value) at once. With ``members``, a top-level object is not
+    parsed here: the answer is its ``JsonMembers``, parsed one member at a time as they are read (any other value
+    is parsed whole)."""
     if not body or body.isspace():
         return _Failure(f"expected {expect}, got an empty response")
     head = bytes(body[:512])
@@ -143,16 +145,93 @@ def _parse_json(body: bytearray, content_type: str, expect: str) -> Any:
         return _Failure(f"expected {expect}, got a response that is not UTF-8 text")
     finally:
         body.clear()
+    start = _WHITESPACE.match(text).end()
+    if members and text.startswith("{", start):
+        return JsonMembers(text, start, _Reader(head, content_type, expect))
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if _looks_like_html(head, content_type):
-            return _Failure(f"expected {expect}, got HTML")
-        return _Failure(f"expected {expect}, got invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
-    except RecursionError:
-        return _Failure(f"expected {expect}, got JSON nested too deeply to read")
-    except ValueError as exc:  # e.g. a number longer than Python's int-to-str digit limit
-        return _Failure(f"expected {expect}, got JSON that cannot be read ({str(exc)[:100]})")
+    except (ValueError, RecursionError) as exc:
+        return _Reader(head, content_type, expect).failure(exc)
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """What a parse failure is called, for one answer."""
+
+    head: bytes
+    content_type: str
+    expect: str
+
+    def failure(self, exc: Exception) -> _Failure:
+        if isinstance(exc, json.JSONDecodeError):
+            if _looks_like_html(self.head, self.content_type):
+                return _Failure(f"expected {self.expect}, got HTML")
+            return _Failure(
+                f"expected {self.expect}, got invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            )
+        if isinstance(exc, RecursionError):
+            return _Failure(f"expected {self.expect}, got JSON nested too deeply to read")
+        # e.g. a number longer than Python's int-to-str digit limit
+        return _Failure(f"expected {self.expect}, got JSON that cannot be read ({str(exc)[:100]})")
+
+
+class JsonMembers:
+    """A top-level JSON object read one member at a time: ``items()`` parses each ``(key, value)`` as it is asked
+    for, so a large answer is never held whole as Python objects (its text is, until the last member is read).
+    Exactly ``json.loads``'s reading, member by member; a syntax error anywhere fails the read when it is reached
+    (``ProviderError`` with the reason ``json.loads`` would have given). ``keys`` are the keys read so far."""
+
+    def __init__(self, text: str, start: int, reader: _Reader):
+        self._text: str | None = text
+        self._start = start
+        self._reader = reader
+        self.keys: list[str] = []
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        from chalicelib.errors import ProviderError
+
+        text = self._text
+        if text is None:
+            raise RuntimeError("the members of a JSON answer are read once")
+        self._text = None  # the text goes once the caller is done with the iterator
+        try:
+            yield from self._members(text)
+        except (ValueError, RecursionError) as exc:
+            raise ProviderError(self._reader.failure(exc).reason()) from None
+
+    def _members(self, text: str) -> Iterable[tuple[str, Any]]:
+        index = _WHITESPACE.match(text, self._start + 1).end()
+        if text.startswith("}", index):
+            return self._end(text, index + 1)
+        while True:
+            if not text.startswith('"', index):
+                raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, index)
+            key, index = json.decoder.scanstring(text, index + 1)
+            index = _WHITESPACE.match(text, index).end()
+            if not text.startswith(":", index):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, index)
+            index = _WHITESPACE.match(text, index + 1).end()
+            value, index = _DECODER.raw_decode(text, index)
+            self.keys.append(key)
+            yield key, value
+            index = _WHITESPACE.match(text, index).end()
+            if text.startswith("}", index):
+                return self._end(text, index + 1)
+            if not text.startswith(",", index):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
+            comma, index = index, _WHITESPACE.match(text, index + 1).end()
+            if text.startswith("}", index):
+                raise json.JSONDecodeError("Illegal trailing comma before end of object", text, comma)
+
+    @staticmethod
+    def _end(text: str, index: int) -> None:
+        index = _WHITESPACE.match(text, index).end()
+        if index != len(text):
+            raise json.JSONDecodeError("Extra data", text, index)
 
 
 def _causes(exc: BaseException) -> Iterable[BaseException]:

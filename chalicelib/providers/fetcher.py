@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.core.limits import response_limit_hint
 from chalicelib.errors import ProviderError
 from chalicelib.logs import get_logger
 from chalicelib.providers.kinds import KINDS
@@ -102,6 +103,8 @@ class ProviderFetcher:
                 api_key = read_secret(provider.api_key_env)
                 if api_key is None:
                     raise ProviderError(f"{provider.api_key_env} is not set")
+            # The provider's own body limit when its config sets one (max_response_mb), else the fetcher's.
+            own_limit = provider.max_response_mb << 20 if "max_response_mb" in provider.model_fields_set else None
             http = self._http.for_provider(
                 provider.id,
                 deadline=deadline,
@@ -110,6 +113,8 @@ class ProviderFetcher:
                 headers=provider.headers,
                 auth="oauth" if KINDS[provider.kind].oauth else ("api_key" if api_key else "none"),
                 credential_env=provider.api_key_env,
+                max_body_bytes=own_limit,
+                limit_hint=response_limit_hint((own_limit or self._http.max_body_bytes) >> 20),
             )
             context = FetchContext(
                 provider=provider,

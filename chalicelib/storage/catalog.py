@@ -1,22 +1,23 @@
 """The catalog in DynamoDB: immutable model chunks behind one manifest item.
 
 Layout (catalog table, keys pk/sk):
-- ``MANIFEST/MANIFEST``: revision, epoch, seq (last event) and, per provider, a pointer to its current
-  *generation* of chunks (generation id, chunk count, model count, fingerprint).
-- ``MODELS#<provider>/<generation>#<n>``: chunk n of a generation; a compressed JSON list of models,
-  each chunk at most ``chunk_bytes`` of JSON before compression (so far below the 400 KB item limit,
-  whatever the provider's size).
+- ``MANIFEST/MANIFEST``: revision, epoch, seq (last event) and, per provider, its current list: model count,
+  fingerprint and the refs of its chunks (``chalicelib.core.manifest.ProviderEntry``).
+- ``MODELS#<provider>/<generation>#<n>``: a chunk written by the run of that generation; a compressed JSON list of
+  consecutive models, at most ``chunk_bytes`` of JSON before compression (so far below the 400 KB item limit,
+  whatever the provider's size). Chunk boundaries are content-defined (``chalicelib.core.chunking``): a list that
+  changed in one place keeps its other chunks, which the new manifest references again.
 
 Chunks are written before the manifest points at them and never change afterwards, so switching any
 number of providers' lists is a single conditional write of the manifest (in one transaction with the
 lock's fencing check and the event record): readers see the old catalog or the new one, never a mix,
-and never an empty list in between.
+and never an empty list in between. Chunks are read by key (``BatchGetItem``) and cached: they are immutable.
 
 A provider whose current chunks are missing or unreadable does not take the catalog down: ``read_catalog``
-returns the other providers and names the broken one (``CatalogSnapshot.unreadable``), and the refresh engine,
-which checks the lists it does not read (``check_generation``), writes that provider again. Chunks are deleted
-only under the refresh lock's fencing token (``delete_chunks(..., fence=...)``): a run whose lease expired cannot
-delete what a newer run committed.
+returns the other providers and names the broken one (``CatalogSnapshot.unreadable``); readers ask the next refresh
+to repair it, and each refresh checks a few chunks (``check_chunks``). Chunks are deleted only under the refresh
+lock's fencing token (``delete_chunks(..., fence=...)``): a run whose lease expired cannot delete what a newer run
+committed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.core.domain import ModelRecord, canonical_json, current_record
+from chalicelib.core.chunking import DEFAULT_MAX_CHUNK_BYTES, ListWrite, chunk_json_bytes, layout, plan_list
+from chalicelib.core.domain import ModelRecord, current_record
 from chalicelib.core.manifest import Manifest, ProviderEntry
 from chalicelib.errors import CatalogChanged
 from chalicelib.logs import get_logger
@@ -40,8 +42,10 @@ from chalicelib.storage.dynamo import cancellation_reasons, from_item, query_ite
 log = get_logger("store")
 
 MANIFEST_KEY = {"pk": "MANIFEST", "sk": "MANIFEST"}
-# Writes of chunks go in BatchWriteItem calls of at most 25 requests (DynamoDB's limit).
+# Writes of chunks go in BatchWriteItem calls of at most 25 requests, reads in BatchGetItem calls of at most 100
+# keys (DynamoDB's limits).
 _BATCH_LIMIT = 25
+_BATCH_GET_LIMIT = 100
 # Fenced deletes go in TransactWriteItems of at most 100 actions: the fence and 99 deletes.
 _FENCED_DELETES = 99
 _FENCED_ATTEMPTS = 4  # a transaction cancelled by a conflicting one is tried again
@@ -104,41 +108,15 @@ def manifest_from_item(item: Mapping[str, Any]) -> Manifest:
     )
 
 
-def pack_chunks(models: Sequence[ModelRecord], chunk_bytes: int) -> list[bytes]:
-    """A sorted model list as packed chunks, each at most ``chunk_bytes`` of JSON before compression.
-
-    Every model is serialized once: the canonical JSON of a list is its items' JSON joined by commas, so a chunk's
-    bytes are exactly ``codec.pack(chunk)`` without serializing the models a second time.
-    """
-    packed: list[bytes] = []
-    parts: list[str] = []
-    size = 2
-    for model in models:
-        text = canonical_json(model)
-        model_size = len(text.encode("utf-8")) + 1
-        if parts and size + model_size > chunk_bytes:
-            packed.append(codec.compress_json("[" + ",".join(parts) + "]"))
-            parts, size = [], 2
-        parts.append(text)
-        size += model_size
-    if parts or not packed:
-        packed.append(codec.compress_json("[" + ",".join(parts) + "]"))
-    return packed
-
-
 def _models_pk(provider_id: str) -> str:
     return f"MODELS#{provider_id}"
 
 
-class _GenerationCache:
-    """Chunks are immutable, so a warm Lambda can keep generations it read or wrote (bounded LRU).
+class _ChunkCache:
+    """Chunks are immutable, so a warm Lambda keeps the ones it read or wrote (an LRU bounded by model count):
+    a list that changed in one place is mostly chunks already cached."""
 
-    At most one generation per provider is kept (the one put last: normally the newest, which every reader
-    wants; a reader that still needs the previous one reads it from DynamoDB), so a large provider's superseded
-    lists do not pile up in memory.
-    """
-
-    def __init__(self, max_models: int = 60_000):
+    def __init__(self, max_models: int = 120_000):
         self._items: OrderedDict[tuple[str, str], list[ModelRecord]] = OrderedDict()
         self._max = max_models
         self._size = 0
@@ -153,8 +131,9 @@ class _GenerationCache:
 
     def put(self, key: tuple[str, str], models: list[ModelRecord]) -> None:
         with self._lock:
-            for other in [k for k in self._items if k[0] == key[0]]:
-                self._size -= len(self._items.pop(other))
+            previous = self._items.pop(key, None)
+            if previous is not None:
+                self._size -= len(previous)
             self._items[key] = models
             self._size += len(models)
             while self._size > self._max and len(self._items) > 1:
@@ -163,15 +142,20 @@ class _GenerationCache:
 
 
 class CatalogStore:
-    def __init__(self, dynamodb_client: Any, table_name: str, chunk_bytes: int = 300_000):
+    def __init__(self, dynamodb_client: Any, table_name: str, chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES):
         self._client = dynamodb_client
         self._table = table_name
         self._chunk_bytes = chunk_bytes
-        self._cache = _GenerationCache()
+        self._cache = _ChunkCache()
 
     @property
     def table(self) -> str:
         return self._table
+
+    @property
+    def chunk_bytes(self) -> int:
+        """The most JSON a chunk holds before compression (``chalicelib.core.chunking.layout``'s ``max_bytes``)."""
+        return self._chunk_bytes
 
     # -- manifest ---------------------------------------------------------------------------
     def read_manifest(self) -> Manifest:
@@ -190,6 +174,22 @@ class CatalogStore:
             pass  # created by someone else in between: read theirs
         item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
         return manifest_from_item(item)
+
+    def read_position(self) -> tuple[int, str, int]:
+        """``(seq, epoch, revision)`` of the current manifest (strongly consistent), without its provider entries:
+        what a subscribe needs, read on every connect (the entries grow with the catalog)."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key=to_item(MANIFEST_KEY),
+            ConsistentRead=True,
+            ProjectionExpression="#revision, #epoch, #seq",
+            ExpressionAttributeNames={"#revision": "revision", "#epoch": "epoch", "#seq": "seq"},
+        ).get("Item")
+        if not item:
+            manifest = self.read_manifest()  # creates the empty catalog
+            return manifest.seq, manifest.epoch, manifest.revision
+        fields = from_item(item)
+        return int(fields["seq"]), str(fields["epoch"]), int(fields["revision"])
 
     def start_new_epoch(self, reason: str, attempts: int = 3) -> Manifest:
         """Start the event history over: a fresh epoch with ``seq = 0``, the same revision and providers.
@@ -235,41 +235,53 @@ class CatalogStore:
     def read_provider_models(self, provider_id: str, entry: ProviderEntry) -> list[ModelRecord]:
         """One provider's models (records: no ``provider_id``; in today's shape: ``current_record``), by id.
         ``StaleRead`` when chunks are missing, ``UnreadableChunks`` when one cannot be decoded."""
-        key = (provider_id, entry.generation)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        return self.read_chunks(provider_id, entry.chunk_keys())
+
+    def read_chunks(self, provider_id: str, keys: Sequence[str]) -> list[ModelRecord]:
+        """The models of these chunks of one provider, in the order given (cached chunks are not read again)."""
+        chunks = self._chunks(provider_id, keys)
+        missing = [key for key in keys if key not in chunks]
+        if missing:
+            found = len(keys) - len(missing)
+            raise StaleRead(f"its stored models are incomplete ({found} of {len(keys)} chunks found)")
         models: list[ModelRecord] = []
-        chunks = 0
-        for item in self._query_generation(provider_id, entry.generation, keys_only=False):
-            try:
-                models.extend(map(current_record, codec.unpack(item["body"]["B"])))  # older records: defaults
-            except (KeyError, TypeError, ValueError, zlib.error) as exc:
-                raise UnreadableChunks(
-                    f"chunk {item['sk']['S']} of its stored models cannot be decoded ({type(exc).__name__})"
-                ) from None
-            chunks += 1
-        if chunks != entry.chunks:
-            raise StaleRead(f"its stored models are incomplete ({chunks} of {entry.chunks} chunks found)")
-        self._cache.put(key, models)
+        for key in keys:
+            models.extend(chunks[key])
         return models
 
-    def check_generation(self, provider_id: str, entry: ProviderEntry) -> str | None:
-        """``None`` when a provider's current generation is complete and readable, else what is wrong with it.
-
-        A generation this process already read (or wrote) is only counted (a keys-only query: chunks never change,
-        but they can be lost); any other is read, which also caches it for the readers that follow."""
-        if self._cache.get((provider_id, entry.generation)) is not None:
-            found = sum(1 for _ in self._query_generation(provider_id, entry.generation, keys_only=True))
-            if found == entry.chunks:
-                return None
-            return f"its stored models are incomplete ({found} of {entry.chunks} chunks found)"
+    def check_chunks(self, provider_id: str, keys: Sequence[str]) -> str | None:
+        """``None`` when these chunks of a provider are there and readable, else what is wrong (they are read: a
+        chunk can be lost or damaged whatever a cache says, and DynamoDB charges a read by the item's size anyway)."""
         try:
-            self.read_provider_models(provider_id, entry)
-        except (StaleRead, UnreadableChunks) as exc:
+            chunks = self._chunks(provider_id, keys, cached=False)
+        except UnreadableChunks as exc:
             return str(exc)
-        return None
+        found = sum(1 for key in keys if key in chunks)
+        if found == len(keys):
+            return None
+        return f"its stored models are incomplete ({found} of {len(keys)} chunks checked were found)"
 
+    def _chunks(self, provider_id: str, keys: Sequence[str], cached: bool = True) -> dict[str, list[ModelRecord]]:
+        """The chunks of ``keys`` that exist, decoded, by key."""
+        found: dict[str, list[ModelRecord]] = {}
+        wanted: list[str] = []
+        for key in dict.fromkeys(keys):
+            models = self._cache.get((provider_id, key)) if cached else None
+            if models is None:
+                wanted.append(key)
+            else:
+                found[key] = models
+        for item in self._batch_get(provider_id, wanted):
+            key = item["sk"]["S"]
+            try:
+                models = list(map(current_record, codec.unpack(item["body"]["B"])))  # older records: defaults
+            except (KeyError, TypeError, ValueError, zlib.error) as exc:
+                raise UnreadableChunks(
+                    f"chunk {key} of its stored models cannot be decoded ({type(exc).__name__})"
+                ) from None
+            self._cache.put((provider_id, key), models)
+            found[key] = models
+        return found
     def read_catalog(self, provider_ids: Iterable[str] | None = None, attempts: int = 3) -> CatalogSnapshot:
         """A consistent snapshot: the manifest and the models it points at.
 
@@ -297,48 +309,45 @@ class CatalogStore:
             time.sleep(0.05)
         raise AssertionError("unreachable")
 
-    def write_generation(self, provider_id: str, generation: str, models: Sequence[ModelRecord]) -> int:
-        """Write one provider's new generation (see ``write_generations``); returns its chunk count."""
-        return self.write_generations(generation, {provider_id: models})[provider_id]
-
-    def write_generations(self, generation: str, lists: Mapping[str, Sequence[ModelRecord]]) -> dict[str, int]:
-        """Write new immutable generations of chunks for several providers; returns each one's chunk count.
-
-        Invisible until committed. The chunks of all providers share 25-item BatchWriteItem calls, so a run
-        where many small providers changed costs one or two round trips, not one per provider. Once written,
-        a list is cached as the generation's, exactly what reading the chunks back would return.
-        """
-        counts: dict[str, int] = {}
+    def write_lists(self, lists: Mapping[str, tuple[Sequence[ModelRecord], ListWrite]]) -> None:
+        """Store the new chunks of several providers' lists (``ListWrite.writes``; the kept chunks are stored
+        already). Invisible until committed. The chunks of all providers share 25-item BatchWriteItem calls, so a
+        run where many small providers changed costs one or two round trips, not one per provider. What is written
+        is cached, exactly as reading it back would return it."""
         requests: list[dict[str, Any]] = []
-        for provider_id, models in lists.items():
-            chunks = pack_chunks(models, self._chunk_bytes)
-            counts[provider_id] = len(chunks)
-            requests += [
-                {"PutRequest": {"Item": to_item(
-                    {"pk": _models_pk(provider_id), "sk": f"{generation}#{index:05d}", "body": body}
-                )}}
-                for index, body in enumerate(chunks)
-            ]
+        for provider_id, (models, plan) in lists.items():
+            for ref, piece in plan.writes:
+                body = codec.compress_bytes(chunk_json_bytes(models, piece))
+                requests.append({"PutRequest": {"Item": to_item({"pk": _models_pk(provider_id), "sk": ref.key,
+                                                                 "body": body})}})
         self._batch_write(requests)
-        for provider_id, models in lists.items():
-            self._cache.put((provider_id, generation), list(models))
-        return counts
+        for provider_id, (models, plan) in lists.items():
+            for ref, piece in plan.writes:
+                self._cache.put((provider_id, ref.key), list(models[piece.start : piece.end]))
 
-    def delete_generations(self, provider_id: str, keep: set[str]) -> int:
-        """Delete chunks of every generation of a provider not in ``keep`` (old or orphaned by a crash)."""
-        return self.delete_chunks(self.unkept_chunks(provider_id, keep))
+    def write_generation(self, provider_id: str, generation: str, models: Sequence[ModelRecord]) -> ListWrite:
+        """Write ``models`` (sorted by id) as new chunks of ``generation``, reusing nothing (tooling and tests: a
+        list nobody commits is what a crashed run leaves)."""
+        plan = plan_list(None, layout(models, self._chunk_bytes), generation)
+        self.write_lists({provider_id: (models, plan)})
+        return plan
 
-    def generation_keys(self, provider_id: str, generation: str) -> list[dict[str, Any]]:
-        """The keys of one generation's chunks (however many of them were written)."""
-        return [{"pk": item["pk"], "sk": item["sk"]} for item in self._query_generation(provider_id, generation, True)]
+    def chunk_keys(self, provider_id: str, sort_keys: Iterable[str]) -> list[dict[str, Any]]:
+        """The item keys of a provider's chunks (for ``delete_chunks``)."""
+        return [{"pk": {"S": _models_pk(provider_id)}, "sk": {"S": key}} for key in sort_keys]
 
     def unkept_chunks(self, provider_id: str, keep: set[str]) -> list[dict[str, Any]]:
-        """The keys of a provider's chunks whose generation is not in ``keep``."""
+        """The keys of a provider's chunks whose generation is not in ``keep`` (one query of its chunk keys)."""
         return [
             {"pk": item["pk"], "sk": item["sk"]}
-            for item in self._query_generation(provider_id, None, keys_only=True)
+            for item in self._query_keys(provider_id)
             if item["sk"]["S"].rsplit("#", 1)[0] not in keep
         ]
+
+    def unreferenced_chunks(self, provider_id: str, keep: set[str]) -> list[dict[str, Any]]:
+        """The keys of a provider's chunks whose sort key is not in ``keep`` (one query of its chunk keys)."""
+        items = self._query_keys(provider_id)
+        return [{"pk": item["pk"], "sk": item["sk"]} for item in items if item["sk"]["S"] not in keep]
 
     def delete_chunks(self, keys: Sequence[dict[str, Any]], fence: dict[str, Any] | None = None) -> int:
         """Delete chunks by key. With ``fence`` (a TransactWriteItems action of the refresh lock, e.g.
@@ -365,17 +374,34 @@ class CatalogStore:
         return len(keys)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _query_generation(self, provider_id: str, generation: str | None, keys_only: bool) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
-        if generation is None:
-            request["KeyConditionExpression"] = "pk = :pk"
-            request["ExpressionAttributeValues"] = values(pk=_models_pk(provider_id))
-        else:
-            request["KeyConditionExpression"] = "pk = :pk AND begins_with(sk, :prefix)"
-            request["ExpressionAttributeValues"] = values(pk=_models_pk(provider_id), prefix=f"{generation}#")
-        if keys_only:
-            request["ProjectionExpression"] = "pk, sk"
+    def _query_keys(self, provider_id: str) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": values(pk=_models_pk(provider_id)),
+            "ProjectionExpression": "pk, sk",
+        }
         return query_items(self._client, request)
+
+    def _batch_get(self, provider_id: str, keys: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The chunk items of ``keys`` that exist (strongly consistent), 100 keys a call, unprocessed keys again."""
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                self._table: {"Keys": self.chunk_keys(provider_id, keys[start : start + _BATCH_GET_LIMIT]),
+                              "ConsistentRead": True}
+            }
+            delay = 0.05
+            for _ in range(10):
+                answer = self._client.batch_get_item(RequestItems=pending)
+                yield from answer.get("Responses", {}).get(self._table, [])
+                pending = answer.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            else:
+                raise RuntimeError(f"DynamoDB left {len(pending[self._table]['Keys'])} chunk reads unprocessed")
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), _BATCH_LIMIT):

@@ -15,7 +15,12 @@ def pack(value: Any) -> bytes:
 
 def compress_json(text: str) -> bytes:
     """The stored form of a canonical JSON text (``pack`` of already-serialized JSON)."""
-    return zlib.compress(text.encode("utf-8"), 6)
+    return compress_bytes(text.encode("utf-8"))
+
+
+def compress_bytes(data: bytes) -> bytes:
+    """The stored form of canonical JSON already encoded as UTF-8."""
+    return zlib.compress(data, 6)
 
 
 def unpack(blob: Any) -> Any:

@@ -55,11 +55,17 @@ class CatalogCommit:
         return self._journal.latest_seq(epoch)
 
     def actions(
-        self, lease: Lease, state: bytes, manifest: Manifest, expected_revision: int, event: dict[str, Any] | None
+        self,
+        lease: Lease,
+        state: bytes,
+        manifest: Manifest,
+        expected_revision: int,
+        event: dict[str, Any] | None,
+        repaired: frozenset[str] = frozenset(),
     ) -> dict[str, dict[str, Any]]:
         """The transaction's actions by name, in the order they are sent."""
         actions = {
-            "fence": self._lock.fence_action(lease, state),
+            "fence": self._lock.fence_action(lease, state, repaired),
             "manifest": self._catalog.manifest_put_action(manifest, expected_revision),
         }
         if event is not None:
@@ -67,12 +73,19 @@ class CatalogCommit:
         return actions
 
     def write(
-        self, lease: Lease, state: bytes, manifest: Manifest, expected_revision: int, event: dict[str, Any] | None
+        self,
+        lease: Lease,
+        state: bytes,
+        manifest: Manifest,
+        expected_revision: int,
+        event: dict[str, Any] | None,
+        repaired: frozenset[str] = frozenset(),
     ) -> None:
         """Write all or nothing. ``LockLost`` when the lease moved on, ``CatalogChanged`` when another run
         changed the catalog, ``SeqCollision`` when the journal already holds this seq; retries conflicts.
-        ``event=None``: a repair (a manifest flip that changes no content), nothing is journaled."""
-        actions = self.actions(lease, state, manifest, expected_revision, event)
+        ``event=None``: a repair (a manifest flip that changes no content), nothing is journaled. ``repaired``:
+        providers to take off the lock's repair requests (``LeaseLock.request_repair``) with the flip."""
+        actions = self.actions(lease, state, manifest, expected_revision, event, repaired)
         for attempt in range(self._attempts):
             try:
                 self._client.transact_write_items(TransactItems=list(actions.values()))

@@ -14,7 +14,8 @@ MAX_CONNECTION_S = 2 * 60 * 60
 
 
 class ConnectionStore:
-    """One item per open connection: ``connection_id`` (key), ``connected_at``, ``source_ip``, ``expires_at``."""
+    """One item per open connection: ``connection_id`` (key), ``connected_at``, ``source_ip``, ``expires_at``. A
+    subscribe writes nothing (one write per connection: the fan-out sends to every stored connection anyway)."""
 
     def __init__(self, dynamodb_client: Any, table_name: str, clock: Callable[[], float] = time.time):
         self._client = dynamodb_client
@@ -33,20 +34,6 @@ class ConnectionStore:
 
     def remove(self, connection_id: str) -> None:
         self._client.delete_item(TableName=self._table, Key=to_item({"connection_id": connection_id}))
-
-    def touch(self, connection_id: str) -> bool:
-        """Record a subscribe (``subscribed_at``); False when the row is gone (the client disconnected)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=to_item({"connection_id": connection_id}),
-                UpdateExpression="SET subscribed_at = :now",
-                ConditionExpression="attribute_exists(connection_id)",
-                ExpressionAttributeValues=values(now=int(self._clock())),
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
 
     def pages(self, page_size: int = 1_000) -> Iterator[list[str]]:
         """Connection ids, one Scan page at a time (ids only), skipping rows past their TTL that DynamoDB has
@@ -68,14 +55,22 @@ class ConnectionStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def count_up_to(self, limit: int) -> int:
-        """How many connections are open, counting no further than ``limit + 1`` (keys-only Scan pages): enough to
-        tell whether a fan-out fits a budget without reading a large table whole."""
+        """How many connections are open, counting no further than ``limit + 1`` (``Select=COUNT`` Scan pages: no item
+        comes back): enough to tell whether a fan-out fits a budget without reading a large table whole."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Select": "COUNT",
+            "FilterExpression": "attribute_not_exists(expires_at) OR expires_at > :now",
+            "ExpressionAttributeValues": values(now=int(self._clock())),
+            "Limit": limit + 1,
+        }
         count = 0
-        for page in self.pages():
-            count += len(page)
-            if count > limit:
-                break
-        return count
+        while True:
+            page = self._client.scan(**request)
+            count += int(page.get("Count", 0))
+            if count > limit or "LastEvaluatedKey" not in page:
+                return count
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def ids(self) -> list[str]:
         return [connection_id for page in self.pages() for connection_id in page]

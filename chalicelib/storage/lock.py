@@ -5,6 +5,10 @@ caller's clock in the same atomic condition). Every acquire increments ``token``
 condition that the token is still ours (``fence_action``), so a holder paused past its lease can never write after
 someone else took over. The lock item also carries an opaque ``state`` blob, written by the holder only (the typed
 refresh state of ``chalicelib.storage.state``): that is what makes the state commit atomically with the catalog.
+
+It also carries ``repairs``, a string set of provider ids whose stored lists a reader found broken: readers add to it
+(``request_repair``, no lock needed), the next run gets it with its lease and removes what it repaired or found
+intact in its commit or release.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ log = get_logger("lock")
 
 REFRESH_LOCK = "refresh#catalog"
 _NAMES = {"#owner": "owner", "#token": "token", "#state": "state"}
+_REPAIRS = "repairs"
 
 
 @dataclass(frozen=True)
@@ -34,17 +39,19 @@ class LockInfo:
     token: int
     expires_at_ms: int
     state: bytes | None
+    repairs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A held lock: ``token`` fences every write made under it."""
+    """A held lock: ``token`` fences every write made under it; ``repairs``: the providers readers asked to repair."""
 
     name: str
     owner: str
     token: int
     expires_at_ms: int
     state: bytes | None
+    repairs: frozenset[str] = frozenset()
 
 
 def new_owner_id() -> str:
@@ -107,7 +114,7 @@ class LeaseLock:
             # TransactionConflict: the holder is committing (its transaction fences this item): busy.
             return None
         info = _lock_info(item)
-        return Lease(self._name, owner, info.token, now + lease_ms, info.state)
+        return Lease(self._name, owner, info.token, now + lease_ms, info.state, info.repairs)
 
     def acquire(self, owner: str, lease_ms: int, wait_ms: int) -> Lease:
         """Acquire, waiting up to ``wait_ms`` for a running holder; else ``RefreshInProgress``."""
@@ -125,17 +132,23 @@ class LeaseLock:
             self._sleep(min(remaining, delay * (0.5 + random.random())))
             delay = min(delay * 2, 1.0)
 
-    def fence_action(self, lease: Lease, state: bytes) -> dict[str, Any]:
+    def fence_action(self, lease: Lease, state: bytes, repaired: frozenset[str] = frozenset()) -> dict[str, Any]:
         """A TransactWriteItems action that fails the transaction unless ``lease`` is still current; it stores
-        ``state`` too, so the refresh state commits atomically with the catalog change."""
+        ``state`` too, so the refresh state commits atomically with the catalog change, and takes the ``repaired``
+        providers off the repair requests."""
+        update, names, named = "SET #state = :state", dict(_NAMES), {"state": state}
+        if repaired:
+            update += " DELETE #repairs :repaired"
+            names["#repairs"] = _REPAIRS
+            named["repaired"] = set(repaired)
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": self._key(),
-                "UpdateExpression": "SET #state = :state",
+                "UpdateExpression": update,
                 "ConditionExpression": "#owner = :owner AND #token = :token",
-                "ExpressionAttributeNames": _NAMES,
-                "ExpressionAttributeValues": values(state=state, owner=lease.owner, token=lease.token),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values(**named, owner=lease.owner, token=lease.token),
             }
         }
 
@@ -152,8 +165,9 @@ class LeaseLock:
             }
         }
 
-    def release(self, lease: Lease, state: bytes | None = None) -> bool:
-        """Free the lock (and store ``state``) if we still hold it. False when the lease was lost."""
+    def release(self, lease: Lease, state: bytes | None = None, repaired: frozenset[str] = frozenset()) -> bool:
+        """Free the lock (and store ``state``, and take the ``repaired`` providers off the repair requests) if we
+        still hold it. False when the lease was lost."""
         update = "REMOVE #owner SET lease_until = :zero"
         names = {"#owner": "owner", "#token": "token"}
         named: dict[str, Any] = {"owner": lease.owner, "token": lease.token, "zero": 0}
@@ -161,6 +175,10 @@ class LeaseLock:
             update += ", #state = :state"
             names["#state"] = "state"
             named["state"] = state
+        if repaired:
+            update += " DELETE #repairs :repaired"
+            names["#repairs"] = _REPAIRS
+            named["repaired"] = set(repaired)
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -174,6 +192,17 @@ class LeaseLock:
         except self._client.exceptions.ConditionalCheckFailedException:
             log.warning("lease lost before release", extra={"lock": self._name, "token": lease.token})
             return False
+
+    def request_repair(self, provider_ids: frozenset[str]) -> None:
+        """Ask the next run to repair these providers' stored lists (no lock needed: a set only grows here)."""
+        if provider_ids:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(),
+                UpdateExpression="ADD #repairs :ids",
+                ExpressionAttributeNames={"#repairs": _REPAIRS},
+                ExpressionAttributeValues=values(ids=set(provider_ids)),
+            )
 
     def write_state(self, state: bytes, seen: LockInfo) -> bool:
         """Store ``state`` without taking the lock (schedule bookkeeping on an idle tick).
@@ -208,4 +237,5 @@ def _lock_info(item: dict[str, Any] | None) -> LockInfo:
         token=int(fields.get("token", 0)),
         expires_at_ms=int(fields.get("lease_until", 0)),
         state=fields.get("state"),
+        repairs=frozenset(fields.get(_REPAIRS) or ()),
     )

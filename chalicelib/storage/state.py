@@ -50,6 +50,10 @@ class RefreshStateStore:
         info = self._lock.read()
         return decode_state(info.state), info
 
+    def request_repair(self, provider_ids: frozenset[str]) -> None:
+        """Ask the next refresh to write these providers' stored lists again (a reader found them broken)."""
+        self._lock.request_repair(provider_ids)
+
     def save_idle(self, state: RefreshState, seen: LockInfo) -> bool:
         """Store ``state`` without holding the lock, unless a run took it since ``seen`` (see ``LeaseLock``)."""
         return self._lock.write_state(encode_state(state), seen)

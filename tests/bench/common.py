@@ -64,7 +64,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 @dataclass
 class Goal:
-    """One goal of issue 8 (or 4/5): ``measured`` is compared with ``limit`` (``<=``)."""
+    """One goal: ``measured`` is compared with ``limit`` (``<=``; ``>=`` with ``at_least``)."""
 
     name: str
     limit: float
@@ -72,10 +72,13 @@ class Goal:
     measured: float | None
     detail: str = ""
     why: str = ""  # filled by the scenario when the goal is missed (or is close)
+    at_least: bool = False
 
     @property
     def met(self) -> bool | None:
-        return None if self.measured is None else self.measured <= self.limit
+        if self.measured is None:
+            return None
+        return self.measured >= self.limit if self.at_least else self.measured <= self.limit
 
     @property
     def verdict(self) -> str:
@@ -83,13 +86,13 @@ class Goal:
             return "not measured"
         if self.met:
             return "met"
-        over = self.measured - self.limit  # type: ignore[operator]
-        share = f", {over / self.limit:.0%} over" if self.limit else ""
-        return f"**missed** by {fmt(over)} {self.unit}{share}"
+        gap = abs(self.measured - self.limit)  # type: ignore[operator]
+        share = f", {gap / self.limit:.0%} {'short' if self.at_least else 'over'}" if self.limit else ""
+        return f"**missed** by {fmt(gap)} {self.unit}{share}"
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "limit": self.limit, "unit": self.unit, "measured": self.measured,
-                "met": self.met, "detail": self.detail, "why": self.why}
+                "met": self.met, "detail": self.detail, "why": self.why, "at_least": self.at_least}
 
 
 @dataclass
@@ -99,6 +102,7 @@ class ScenarioResult:
     method: list[str] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
     facts: list[tuple[str, str]] = field(default_factory=list)  # (what, value) rows beside the series
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)  # (title, header, rows)
     goals: list[Goal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     load: list[tuple[float, float, float]] = field(default_factory=list)
@@ -120,6 +124,7 @@ class ScenarioResult:
             "title": self.title,
             "series": {s.name: s.to_json() for s in self.series},
             "facts": dict(self.facts),
+            "tables": [{"title": t, "header": h, "rows": r} for t, h, r in self.tables],
             "goals": [g.to_json() for g in self.goals],
             "notes": self.notes,
             "load": self.load,

@@ -68,6 +68,7 @@ class SyntheticRegistry:
         self._rng = random.Random(seed)
         self._per_provider = per_provider
         self._next = 0
+        self._updates = 0
         self._models: dict[str, dict[str, Any]] = {}  # "<provider key>/<model key>" → entry, in insertion order
         self._add(size)
 
@@ -87,6 +88,17 @@ class SyntheticRegistry:
         for key in removed:
             del self._models[key]
         return self._add(count), removed
+
+    def update(self, count: int, seed: int = 7) -> list[str]:
+        """Change ``count`` models picked at random over the whole list (their context length): a spread-out
+        change, where a refresh reports exactly ``count`` updated."""
+        rng = random.Random(seed * 1_000 + self._updates)
+        self._updates += 1
+        picked = rng.sample(list(self._models), count)
+        for key in picked:
+            entry = self._models[key]
+            entry["limit"] = {**entry["limit"], "context": entry["limit"]["context"] + 1}
+        return picked
 
     def __len__(self) -> int:
         return len(self._models)

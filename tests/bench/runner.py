@@ -11,7 +11,18 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import answer_memory, cold_start, fanout, large_registry, refresh_all, revalidate, web_page, webhooks
+from tests.bench import (
+    answer_memory,
+    catalog_scale,
+    client_scale,
+    cold_start,
+    fanout,
+    large_registry,
+    refresh_all,
+    revalidate,
+    web_page,
+    webhooks,
+)
 from tests.bench.common import REPO, ScenarioResult, machine_info
 from tests.bench.report import render
 
@@ -23,6 +34,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[bool], ScenarioResult]]] = {
     "large_registry": ("20,000-model registry", large_registry.run),
     "revalidate": ("Conditional GET at 20,000 models", revalidate.run),
     "answer_memory": ("Memory per MB of provider answer", answer_memory.run),
+    "catalog_scale": ("Catalog at scale", catalog_scale.run),
+    "client_scale": ("Clients at scale", client_scale.run),
     "webhooks": ("Webhooks", webhooks.run),
     "web_page": ("The web page with 50,000 models", web_page.run),
 }

@@ -39,21 +39,26 @@ def test_the_quick_benchmark_measures_every_goal_and_cleans_up(tmp_path: Path) -
     work.mkdir()
     completed = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--quick", "--output", str(report), "--json", str(raw)],
-        cwd=REPO, env=isolated_env({"TMPDIR": str(work)}), capture_output=True, text=True, timeout=240,
+        cwd=REPO, env=isolated_env({"TMPDIR": str(work)}), capture_output=True, text=True, timeout=480,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(raw.read_text())["results"]
     assert [r["key"] for r in results] == ["cold_start", "refresh_all", "fanout", "large_registry", "revalidate",
-                                           "answer_memory", "webhooks", "web_page"]
+                                           "answer_memory", "catalog_scale", "client_scale", "webhooks",
+                                           "web_page"]
     assert all(r["error"] is None for r in results), [r["error"] for r in results if r["error"]]
     goals = {g["name"]: g for r in results for g in r["goals"]}
-    assert len(goals) == 14, sorted(goals)
+    assert len(goals) == 20, sorted(goals)
     assert all(g["measured"] is not None for g in goals.values()), goals
     # Correctness that the numbers rely on (not speed): no writes on a no-change run, every client got every event.
     assert goals["no-change refresh: catalog writes (max over all runs)"]["measured"] == 0
     fanout = next(r for r in results if r["key"] == "fanout")
     assert fanout["facts"]["clients that missed an event (all repetitions)"] == "0"
     assert fanout["facts"]["events whose payload differed from the REST RefreshResult"] == "0"
+    clients = next(r for r in results if r["key"] == "client_scale")
+    assert all(row["missing"] == 0 for row in clients["extra"]["rows"].values())
+    scale = next(r for r in results if r["key"] == "catalog_scale")
+    assert any("page_required" in row[1] or row[1].startswith("200") for row in scale["extra"]["rows"])
 
     text = report.read_text()
     for heading in ("## Machine", "## Goals", "## Profile notes", "Quick mode"):

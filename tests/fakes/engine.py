@@ -63,7 +63,9 @@ class CatalogWrites:
     def __init__(self, client: Any, table: str):
         self.count = 0
         self._table = table
-        client.meta.events.register("before-call.dynamodb.*", self._count)
+        # before-parameter-build: ``params`` are the call's own (before-call would hand over the HTTP request dict,
+        # which has no TableName: nothing would ever be counted)
+        client.meta.events.register("before-parameter-build.dynamodb.*", self._count)
 
     def _count(self, model, params, **_: Any) -> None:
         if model.name not in WRITE_OPS:

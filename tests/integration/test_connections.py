@@ -101,13 +101,14 @@ def test_pages_skip_rows_past_their_ttl(store, clock):
     assert store.ids() == ["new"]
 
 
-def test_touch_marks_a_subscribe_but_never_recreates_a_gone_row(dynamodb, store):
-    store.add("conn-1")
-    assert store.touch("conn-1") is True
-    item = dynamodb.get_item(TableName=TABLES.connections, Key={"connection_id": {"S": "conn-1"}})["Item"]
-    assert "subscribed_at" in item
-    assert store.touch("gone") is False
-    assert store.ids() == ["conn-1"]
+def test_counting_connections_stops_past_the_limit_and_skips_expired_rows(store, clock):
+    store.add("old")
+    clock.now += MAX_CONNECTION_S + 1
+    for index in range(5):
+        store.add(f"c{index}")
+    assert store.count_up_to(10) == 5  # the expired row does not count
+    assert store.count_up_to(2) == 3  # "more than 2" is all a budget needs to know
+    assert store.count_up_to(5) == 5
 
 
 # --- Fanout -----------------------------------------------------------------------------------------------

@@ -281,3 +281,35 @@ def test_journal_read_pages_in_both_directions(api) -> None:
     assert [seq for seq, _ in journal.read(epoch, 1, 5, newest_first=True, page_size=2)] == [5, 4, 3, 2, 1]
     assert [m["seq"] for _, m in journal.read(epoch, 3, 3)] == [3]
     assert list(journal.read(epoch, 4, 3)) == [] and list(journal.read("other", 1, 5)) == []
+
+
+# --- an unpaged answer too large for one response -------------------------------------------------------------
+
+
+def test_an_unpaged_answer_too_large_for_one_response_asks_for_pages(api, monkeypatch) -> None:
+    """Past the budget (5 MB; here made small) an unpaged GET /models answers 400 page_required, decided from the
+    manifest's chunk sizes without reading a model; pages and a filtered answer that fits still work."""
+    whole = api.get("/api/v1/models")
+    size = len(whole.body)
+    monkeypatch.setattr("chalicelib.service.UNPAGED_BUDGET_BYTES", size - 100)
+    monkeypatch.setattr(api.container.catalog, "read_provider_models",
+                        lambda *a: pytest.fail("a model was read to refuse an unpaged answer"))
+    refused = api.get("/api/v1/models")
+    assert refused.status_code == 400 and error_code(refused) == "page_required"
+    message = json.loads(refused.body)["error"]["message"]
+    assert "3 models" in message and "add limit (at most 5,000) and follow next_cursor" in message
+    monkeypatch.undo()
+    monkeypatch.setattr("chalicelib.service.UNPAGED_BUDGET_BYTES", size - 100)
+    paged = api.json("/api/v1/models?limit=2")
+    assert len(paged["models"]) == 2 and paged["next_cursor"]
+    assert [m["id"] for m in api.json("/api/v1/models?capability=vision")["models"]] == ["acme/alpha"]
+    monkeypatch.setattr("chalicelib.service.UNPAGED_BUDGET_BYTES", size + 100)
+    assert api.get("/api/v1/models").status_code == 200  # the negative control: under the budget it answers
+
+
+def test_the_size_estimate_from_the_manifest_is_close_to_the_answer(api) -> None:
+    from chalicelib.service import unpaged_bytes
+
+    body = api.get("/api/v1/models").body
+    estimate = unpaged_bytes(api.container.catalog.read_manifest())
+    assert abs(estimate - len(body)) < 0.05 * len(body) + 50, (estimate, len(body))

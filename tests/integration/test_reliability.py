@@ -255,37 +255,36 @@ def test_negative_control_an_unchanged_provider_is_not_rewritten_when_its_list_i
 # -- fenced garbage collection -----------------------------------------------------------------------------------------
 
 
-def late_garbage_collection(world: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, tuple[Any, ...]]:
-    """Run A commits a change, then pauses before collecting garbage (its arguments are kept); its lease expires
-    and run B commits two more changes. Returns B's process and A's postponed collection."""
+def late_garbage_collection(world: Any) -> tuple[Any, Any, Any]:
+    """Run A starts after a run that did not finish, so it is to list every provider's chunks and delete those no
+    manifest names; it pauses before doing so, its lease expires, and run B (another process) commits two changes.
+    Returns B's process, A's lease and the manifest A read."""
     refresh(world, alpha=["a1"], beta=["b1"])
-    postponed: list[tuple[Any, ...]] = []
-    late_gc = world.engine._collect_garbage
-    monkeypatch.setattr(world.engine, "_collect_garbage", lambda *args: postponed.append(args))
-    refresh(world, alpha=["a1", "a2"])
-    monkeypatch.setattr(world.engine, "_collect_garbage", late_gc)
+    world.container.lock.release(world.container.lock.try_acquire("crashed-run", 60_000))  # ended without its state
+    lease_a = world.container.lock.try_acquire("run-a", 60_000)
+    seen_by_a = world.store.read_manifest()
     world.now[0] += 3_600  # A's lease is long expired
     other = world.fresh()
     refresh(other, alpha=["a1", "a2", "a3"], beta=["b1"])
     refresh(other, alpha=["a1", "a2", "a3", "a4"], beta=["b1", "b2"])
-    return other, postponed[0]
+    return other, lease_a, seen_by_a
 
 
-def test_a_late_garbage_collection_from_an_expired_lease_deletes_nothing_current(world, monkeypatch) -> None:
-    other, (lease, old, new, plan) = late_garbage_collection(world, monkeypatch)
+def test_a_late_garbage_collection_from_an_expired_lease_deletes_nothing_current(world) -> None:
+    other, lease_a, seen_by_a = late_garbage_collection(world)
     current = other.store.read_manifest()
     before = {item["sk"]["S"] for item in chunks_of(world, "alpha")}
-    world.engine._collect_garbage(lease, old, new, plan)  # A wakes up
+    assert not set(current.providers["alpha"].chunk_keys()) <= set(seen_by_a.providers["alpha"].chunk_keys())
+    world.engine._sweep_orphans(lease_a, seen_by_a)  # A wakes up: to it, B's chunks are leftovers
     assert {item["sk"]["S"] for item in chunks_of(world, "alpha")} == before
-    assert current.providers["alpha"].generation + "#00000" in before
     assert [m["id"] for m in world.fresh().service.list_models("alpha")["models"]] == ["a1", "a2", "a3", "a4"]
 
 
-def test_negative_control_an_unfenced_late_collection_deletes_the_current_chunks(world, monkeypatch) -> None:
-    _other, (_lease, old, new, _plan) = late_garbage_collection(world, monkeypatch)
-    keep = {new.providers["alpha"].generation, old.providers["alpha"].generation}  # A's view of what to keep
-    doomed = world.store.unkept_chunks("alpha", keep)
-    world.store.delete_chunks(doomed)  # the collection as it was: a plain batch delete
+def test_negative_control_an_unfenced_late_collection_deletes_the_current_chunks(world) -> None:
+    _other, _lease_a, seen_by_a = late_garbage_collection(world)
+    entry = seen_by_a.providers["alpha"]
+    doomed = world.store.unreferenced_chunks("alpha", set(entry.chunk_keys()) | set(entry.retired))
+    world.store.delete_chunks(doomed)  # the same collection, as a plain batch delete
     body = world.fresh().service.list_models()
     assert body["unavailable"][0]["provider_id"] == "alpha"
 

@@ -193,6 +193,7 @@ def _access_statements(resources: dict[str, Any]) -> list[dict[str, Any]]:
 
 EXPECTED_DYNAMODB_ACTIONS = {
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",  # model chunks, read by key
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
@@ -460,12 +461,15 @@ def test_the_scheduled_function_has_reserved_concurrency(template: dict[str, Any
 def test_refresh_functions_have_the_memory_the_answer_caps_need(resources: dict[str, Any]) -> None:
     """docs/benchmarks.md "Memory per MB of provider answer" and docs/reference.md §4 "Limits": ~100 MB of process,
     one large answer at a time (the worst 32 MB answer peaks at +170 MB), 31 other fetches holding answers of at most
-    1 MB (≤ 17 MB each at the densest), the catalog's records and diffs: 100 + 170 + 31 × 17 ≈ 800 MB < 1,024 MB."""
-    from chalicelib.core.limits import MAX_MODELS_PER_PROVIDER
+    1 MB (≤ 17 MB each at the densest), the catalog's records and diffs: 100 + 170 + 31 × 17 ≈ 800 MB < 1,024 MB.
+    A provider may raise its limits (max_response_mb, max_models) only as far as 64 MB (+340 MB at the densest:
+    ≈ 970 MB)."""
+    from chalicelib.core.limits import MAX_MODELS_CEILING, MAX_MODELS_PER_PROVIDER, MAX_RESPONSE_MB_CEILING
     from chalicelib.http import DEFAULT_MAX_BODY_BYTES
     from chalicelib.http._client import LARGE_ANSWER_BYTES
 
     assert (DEFAULT_MAX_BODY_BYTES, LARGE_ANSWER_BYTES, MAX_MODELS_PER_PROVIDER) == (32 << 20, 1 << 20, 50_000)
+    assert (MAX_RESPONSE_MB_CEILING, MAX_MODELS_CEILING) == (64, 100_000)
     for function in ("APIHandler", "ScheduledTick"):
         assert _properties(resources, function)["MemorySize"] >= 1024, function
 

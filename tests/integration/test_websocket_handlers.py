@@ -256,11 +256,17 @@ def test_a_replayed_event_over_128kb_is_sent_truncated(handlers, outbox, positio
     assert frame["truncated"] is True and frame["payload"]["changed"][0]["added_count"] == 6_000
 
 
-def test_subscribe_records_it_on_the_connection(handlers, dynamodb):
+def test_a_connect_writes_once_and_a_subscribe_writes_nothing(handlers, dynamodb, outbox):
+    """A burst of 1,000 clients costs 1,000 writes, not 2,000: the subscribe only reads the position."""
+    writes: list[str] = []
+    dynamodb.meta.events.register(
+        "before-parameter-build.dynamodb.*",
+        lambda model, **_: writes.append(model.name) if model.name not in ("GetItem", "Query", "Scan") else None,
+    )
     handlers.on_connect(ws_event("$connect", query={"token": TOKEN}))
+    assert writes == ["PutItem"]  # the counter counts (the negative control)
     message(handlers, {"action": "subscribe", "since": None, "epoch": None})
-    item = dynamodb.get_item(TableName=TABLES.connections, Key={"connection_id": {"S": "conn-1"}})["Item"]
-    assert "subscribed_at" in item
+    assert writes == ["PutItem"] and outbox.frames["conn-1"][-1]["type"] == "subscribed"
 
 
 # --- anything else ----------------------------------------------------------------------------------------

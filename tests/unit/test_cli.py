@@ -180,7 +180,7 @@ def test_models_provider_filter_is_sent_as_query(stub: StubApi, capsys: pytest.C
 
     assert run(stub, "models", "--provider", "openai", "--json") == 0
 
-    assert stub.seen[-1].query == {"provider_id": ["openai"]}
+    assert stub.seen[-1].query == {"provider_id": ["openai"], "limit": ["5000"]}
     assert json.loads(capsys.readouterr().out) == MODELS
 
 
@@ -556,22 +556,23 @@ def ws_script() -> Iterator[Callable[..., StubWs]]:
         server.shutdown()
 
 
-def test_watch_prints_diffs_resumes_after_reconnect_and_resyncs_on_a_gap(
+def test_watch_prints_diffs_resumes_after_reconnect_and_reads_missed_events_from_the_feed(
     stub: StubApi, ws_script: Callable[..., StubWs], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stub.route("GET", "/api/v1/models", body=MODELS)
+    stub.route("GET", "/api/v1/changes", body={"epoch": "e1", "seq": 9, "events": [event(7), event(8)],
+                                               "has_more": False, "resync_required": False})
     ws = ws_script(
         [{"type": "subscribed", "seq": 4, "epoch": "e1", "revision": 104}, event(5, added=["brand-new"]), "close"],
         [
             {"type": "subscribed", "seq": 6, "epoch": "e1", "revision": 106},
             event(5),  # replay overlap: already printed, must not print twice
             event(6),
-            event(9),  # seq jumped: events 7 and 8 were missed → refetch
+            event(9),  # seq jumped: events 7 and 8 were missed → read from the change feed, not the catalog
         ],
     )
     stub.route("GET", "/api/v1/client-config", body={"ws_url": ws.url, "api_prefix": "/api/v1"})
 
-    assert run(stub, "watch", "--count", "3") == cli.EXIT_OK
+    assert run(stub, "watch", "--count", "5") == cli.EXIT_OK
 
     captured = capsys.readouterr()
     assert ws.subscribes == [
@@ -582,11 +583,29 @@ def test_watch_prints_diffs_resumes_after_reconnect_and_resyncs_on_a_gap(
     out = captured.out
     assert out.count("#5 catalog changed") == 1
     assert "    + brand-new" in out
-    assert out.index("#5 ") < out.index("#6 ") < out.index("#9 ")
-    assert "catalog refetched: revision 7, 2 models from 1 providers" in out
+    assert out.index("#5 ") < out.index("#6 ") < out.index("#7 ") < out.index("#8 ") < out.index("#9 ")
+    assert "read 2 missed events from the change feed" in captured.err and "reconnecting" in captured.err
+    feed = [s for s in stub.seen if s.path == "/api/v1/changes"]
+    assert [(s.query["since"], s.query["epoch"]) for s in feed] == [(["6"], ["e1"])]
+    assert all(s.path != "/api/v1/models" for s in stub.seen)  # nothing downloaded the catalog
+
+
+def test_watch_resyncs_page_by_page_when_the_feed_no_longer_has_the_missed_events(
+    stub: StubApi, ws_script: Callable[..., StubWs], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stub.route("GET", "/api/v1/changes", body={"epoch": "e1", "seq": 9, "events": [], "has_more": False,
+                                               "resync_required": True})
+    first, second = MODELS["models"]
+    stub.route("GET", "/api/v1/models", body={"revision": 7, "models": [first], "next_cursor": "c1"})
+    stub.route("GET", "/api/v1/models", body={"revision": 7, "models": [second], "next_cursor": None})
+    ws = ws_script([{"type": "subscribed", "seq": 4, "epoch": "e1", "revision": 104}, event(5), event(9)])
+
+    assert run(stub, "watch", "--ws-url", ws.url, "--count", "2") == cli.EXIT_OK
+
+    captured = capsys.readouterr()
     assert "events were missed before #9" in captured.err
-    assert "reconnecting" in captured.err
-    assert ("GET", "/api/v1/models") in [(s.method, s.path) for s in stub.seen]
+    assert "catalog refetched: revision 7, 2 models from 1 providers" in captured.out
+    assert [s.query.get("cursor") for s in stub.seen if s.path == "/api/v1/models"] == [None, ["c1"]]
 
 
 def test_watch_resync_required_refetches_and_json_lines(
@@ -627,3 +646,55 @@ def test_watch_unreachable_service_exits_3(capsys: pytest.CaptureFixture[str]) -
     url = f"http://127.0.0.1:{closed_port()}"
 
     assert cli.main(["--url", url, "--token", TOKEN, "watch", "--count", "1"]) == cli.EXIT_UNREACHABLE
+
+
+# ---------------------------------------------------------------------------------------------------------
+# watch keeps its copy of the catalog current from the events
+
+
+def watcher_on(stub: StubApi, as_json: bool = False) -> tuple[watch.Watcher, Any, Any]:
+    import io
+
+    from catalog_cli.client import ApiClient
+
+    out, err = io.StringIO(), io.StringIO()
+    watcher = watch.Watcher(ApiClient(stub.url, TOKEN), "ws://unused", TOKEN, out, err, as_json=as_json)
+    watcher.since, watcher.epoch = 1, "e1"
+    return watcher, out, err
+
+
+def change_event(seq: int, change: dict[str, Any], truncated: bool = False) -> dict[str, Any]:
+    message = event(seq)
+    message["payload"]["changed"] = [{"provider_id": "openai", "provider_name": "OpenAI", "added": [], "removed": [],
+                                      "updated": [], "changes": [], **change}]
+    if truncated:
+        message["truncated"] = message["payload"]["truncated"] = True
+    return message
+
+
+def test_watch_applies_each_events_diff_to_its_copy_reading_only_providers_with_added_models(stub: StubApi) -> None:
+    watcher, _out, _err = watcher_on(stub)
+    watcher.catalog = watch.LocalCatalog(7, [dict(m) for m in MODELS["models"]])
+    watcher._handle(change_event(2, {"removed": ["whisper-1"], "updated": ["gpt-4o"], "changes": [
+        {"model_id": "gpt-4o", "field": "context_length", "before": 128000, "after": 200000}]}))
+    assert stub.seen == []  # removals and field changes come with the event: nothing is read
+    assert watcher.catalog.providers == {"openai": {"gpt-4o": {**MODELS["models"][0], "context_length": 200000}}}
+    added = {"provider_id": "openai", "id": "o3", "display_name": "o3", "context_length": 200000,
+             "max_output_tokens": None, "capabilities": ["reasoning"], "pricing": None}
+    stub.route("GET", "/api/v1/models", body={"revision": 103, "models": [
+        {**MODELS["models"][0], "context_length": 200000}, added], "next_cursor": None})
+    watcher._handle(change_event(3, {"added": ["o3"]}))
+    assert [(s.path, s.query) for s in stub.seen] == [("/api/v1/models", {"provider_id": ["openai"], "limit": ["5000"]})]
+    assert sorted(watcher.catalog.providers["openai"]) == ["gpt-4o", "o3"] and watcher.catalog.revision == 103
+
+
+def test_a_truncated_event_is_completed_by_reading_only_the_providers_it_names(stub: StubApi) -> None:
+    stub.route("GET", "/api/v1/models", body=MODELS)
+    watcher, out, _err = watcher_on(stub)
+    watcher._handle(change_event(2, {"added_count": 9_000}, truncated=True))  # the ids were cut to fit
+    assert [s.query.get("provider_id") for s in stub.seen] == [["openai"]]
+    assert "read the changed providers again: openai: 2 models" in out.getvalue()
+    watcher_json, out_json, _ = watcher_on(stub, as_json=True)
+    watcher_json._handle(change_event(2, {"added_count": 9_000}, truncated=True))
+    assert json.loads(out_json.getvalue().splitlines()[-1]) == {"type": "providers_read", "revision": 102,
+                                                                 "models": {"openai": 2}}

@@ -34,14 +34,24 @@ def test_models_filters_are_sent_as_the_query(stub: StubApi, capsys: pytest.Capt
     assert run(stub, "models", "--capability", "tools", "--capability", "vision", "--min-context", "128000",
                "--query", "GPT", "--status", "active", "--provider", "openai") == cli.EXIT_OK
     assert stub.seen[-1].query == {"capability": ["tools", "vision"], "min_context": ["128000"], "q": ["GPT"],
-                                   "status": ["active"], "provider_id": ["openai"]}
+                                   "status": ["active"], "provider_id": ["openai"], "limit": ["5000"]}
     assert "2 models, revision 7" in capsys.readouterr().out
 
 
-def test_models_without_filters_sends_no_query(stub: StubApi) -> None:
+def test_models_without_filters_asks_only_for_pages(stub: StubApi) -> None:
     stub.route("GET", "/api/v1/models", body=MODELS)
     assert run(stub, "models") == cli.EXIT_OK
-    assert stub.seen[-1].query == {}
+    assert stub.seen[-1].query == {"limit": ["5000"]}
+
+
+def test_models_reads_every_page(stub: StubApi, capsys: pytest.CaptureFixture[str]) -> None:
+    """One answer carries at most ~20,000 models (past that, 400 page_required): the CLI follows next_cursor."""
+    first, second = MODELS["models"]
+    stub.route("GET", "/api/v1/models", body={"revision": 7, "models": [first], "next_cursor": "c1"})
+    stub.route("GET", "/api/v1/models", body={"revision": 7, "models": [second], "next_cursor": None})
+    assert run(stub, "models", "--json") == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out) == MODELS
+    assert [s.query.get("cursor") for s in stub.seen] == [None, ["c1"]]
 
 
 @pytest.mark.parametrize("argv", [["models", "--min-context", "-1"], ["models", "--status", "retired"],

@@ -46,7 +46,7 @@ def test_the_plan_puts_the_manifest_and_the_event_at_the_cursor() -> None:
     manifest = Manifest(revision=4, epoch="ep", seq=4)
     decided = plan(config(openai("a")), manifest, [FetchOutcome.succeeded("a", records("m1"))])
     cursor = next_cursor("ep", 4, 9, fresh_epoch="new").cursor
-    new_manifest = decided.next_manifest(manifest, {"a": 1}, cursor)
+    new_manifest = decided.next_manifest(manifest, cursor)
     event = decided.event(manifest, cursor)
     assert (new_manifest.epoch, new_manifest.seq, new_manifest.revision) == ("new", 1, 5)
     assert (event["epoch"], event["seq"], event["payload"]["revision"]) == ("new", 1, 5)

@@ -13,6 +13,7 @@ import pytest
 from chalicelib.errors import ProviderError
 from chalicelib.http import (
     HttpClient,
+    JsonMembers,
     Redactor,
     RetryPolicy,
     UnsafeUrlError,
@@ -439,3 +440,40 @@ def test_a_body_that_stalls_is_a_read_timeout(server: FakeProviderServer):
     harness = Harness(retry=RetryPolicy(max_attempts=2))
     reason = failure(lambda: harness.http(deadline_s=10, timeout_s=0.3).get_json(server.url + "/m", expect=EXPECT))
     assert reason == "timed out after 0.3 s after 2 attempts"
+
+
+# -- a large JSON object read member by member --------------------------------------------------------------------
+
+MEMBER_DOCUMENTS = [
+    '{}',
+    ' \n{ "a" : 1 , "b":[1,2,{"c":"\\u00e9\\"}"}],"empty":{}, "n": null, "f": -1.5e3, "t": true}\n ',
+    '{"dup": 1, "dup": 2}',
+    '{"ünïcode": "x\\u2028y", "nan": NaN}',
+]
+
+
+@pytest.mark.parametrize("text", MEMBER_DOCUMENTS)
+def test_members_read_one_at_a_time_are_what_json_loads_reads(server: FakeProviderServer, text: str):
+    server.route("GET", "/m", body=text, headers={"Content-Type": "application/json"})
+    members = Harness().http().get_json(server.url + "/m", expect=EXPECT, members=True)
+    assert isinstance(members, JsonMembers)
+    read = list(members.items())
+    objects: list[list[tuple[str, object]]] = []  # every object's pairs, the outermost last
+    json.loads(text, object_pairs_hook=lambda pairs: objects.append(pairs) or dict(pairs))
+    assert read == objects[-1] and members.keys == [key for key, _ in read]
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1 "b": 2}', '{"a": 1,}', '{"a" 1}', '{"a": [1, 2}', '{"a": 1} trailing', '{"a": 1', '{"a": 1,', '{1: 2}',
+])
+def test_a_broken_member_fails_the_read_with_the_reason_json_loads_gives(server: FakeProviderServer, text: str):
+    server.route("GET", "/m", body=text, headers={"Content-Type": "application/json"})
+    whole = failure(lambda: Harness().http().get_json(server.url + "/m", expect=EXPECT))
+    members = Harness().http().get_json(server.url + "/m", expect=EXPECT, members=True)
+    assert failure(lambda: list(members.items())) == whole
+    assert whole.startswith("expected a JSON object with `data`, got invalid JSON (")
+
+
+def test_members_of_an_answer_that_is_no_object_are_its_parsed_value(server: FakeProviderServer):
+    server.route("GET", "/m", body='  [1, {"a": 2}]', headers={"Content-Type": "application/json"})
+    assert Harness().http().get_json(server.url + "/m", expect=EXPECT, members=True) == [1, {"a": 2}]

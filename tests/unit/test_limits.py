@@ -17,6 +17,7 @@ from chalicelib.core.domain import canonical_json, models_fingerprint
 from chalicelib.core.limits import (
     MAX_DISPLAY_NAME_CHARS,
     MAX_LIST_ITEMS,
+    MAX_MODELS_CEILING,
     MAX_MODELS_PER_PROVIDER,
     record_violation,
     records_violation,
@@ -72,8 +73,12 @@ def test_a_provider_answer_names_the_first_offender_and_how_many_break_a_limit()
 def test_too_many_models_for_one_provider() -> None:
     assert records_violation([record(f"m{i}") for i in range(MAX_MODELS_PER_PROVIDER)]) is None
     reason = records_violation([record(f"m{i}") for i in range(MAX_MODELS_PER_PROVIDER + 1)])
-    assert reason == ("the provider listed 50,001 models, more than the limit of 50,000 models per provider; keeping "
-                      "the last good list")
+    assert reason == ("the provider listed 50,001 models, more than the limit of 50,000 models per provider "
+                      "(max_models in the provider's config raises it, up to 100,000); keeping the last good list")
+    assert records_violation([record(f"m{i}") for i in range(MAX_MODELS_PER_PROVIDER + 1)], max_models=60_000) is None
+    at_the_ceiling = records_violation([record(f"m{i}") for i in range(MAX_MODELS_CEILING + 1)], MAX_MODELS_CEILING)
+    assert at_the_ceiling == ("the provider listed 100,001 models, more than the limit of 100,000 models per provider; "
+                              "keeping the last good list")  # nothing left to raise: no setting named
 
 
 def test_the_fingerprint_is_the_hash_of_the_lists_canonical_json_without_building_it() -> None:
@@ -186,3 +191,62 @@ class TestOneLargeAnswerAtATime:
         for _ in range(2):
             assert len(fetcher.fetch(good, time.monotonic() + 5)) == 1_200
         fetcher.close()
+
+
+def test_a_body_over_the_limit_names_the_setting_that_raises_it(settings, server) -> None:
+    from chalicelib.core.domain import Model
+
+    server.route("GET", "/v1/models", json={"data": [{"id": f"m-{i:07d}", "pad": "x" * 200} for i in range(20_000)]})
+    small = {"max_response_mb": 1}
+    with pytest.raises(ProviderError) as caught:
+        fetch_once(settings, openai_provider(server, **small))
+    assert caught.value.reason.startswith("the response is larger than the 1 MB limit (4.4")
+    assert caught.value.reason.endswith(" MB declared); max_response_mb in the provider's config raises it, up to 64")
+    assert len(fetch_once(settings, openai_provider(server, max_response_mb=5))) == 20_000  # raised: it is read
+    assert all(isinstance(m, Model) for m in fetch_once(settings, openai_provider(server))[:1])
+
+
+def test_max_models_raises_the_model_limit_for_one_provider(settings, server) -> None:
+    server.route("GET", "/v1/models", json=tiny_models(MAX_MODELS_PER_PROVIDER + 1))
+    assert len(fetch_once(settings, openai_provider(server, max_models=60_000))) == MAX_MODELS_PER_PROVIDER + 1
+
+
+def test_the_quick_check_of_plain_records_never_passes_what_the_full_check_refuses(monkeypatch) -> None:
+    """records_violation skips walking a record whose every value is plainly within the limits; over plain records
+    and every kind of odd one, it must answer exactly what walking every record answers."""
+    import math as _math
+    import random
+
+    from chalicelib.core import limits
+
+    rng = random.Random(17)
+    plain = {"id": "vendor/model-1", "display_name": "Model 1", "context_length": 128_000, "max_output_tokens": 8_192,
+             "capabilities": ["tools", "vision"], "status": "active", "retires_at": None,
+             "pricing": {"input_per_mtok": 1.5, "output_per_mtok": 6.0, "cache_read_per_mtok": None,
+                         "cache_write_per_mtok": 0.3},
+             "modalities": {"input": ["text", "image"], "output": ["text"]}}
+    odd_values = {
+        "id": ["x" * 256, "x" * 257, 5, None], "display_name": ["y" * 256, "y" * 257, ["a"], True],
+        "context_length": [10**15, 10**15 + 1, -(10**16), 1.5, True, "12"],
+        "max_output_tokens": [float("nan"), 2**70], "status": ["s" * 1_024, "s" * 1_025, {"a": 1}],
+        "retires_at": ["2026-01-01", "r" * 2_000], "capabilities": [["t"] * 64, ["t"] * 65, [["deep"]], [1], "tools"],
+        "pricing": [{"input_per_mtok": _math.inf}, {"a": {"b": {"c": {"d": 1}}}}, {f"k{i}": 1 for i in range(65)},
+                    {"input_per_mtok": 10**16}, {"x" * 2_000: 1}, []],
+        "modalities": [{"input": ["w" * 2_000]}, {"input": [["x"]]}, {"input": "text"}, {f"k{i}": [] for i in range(9)},
+                       {"input": ["w"] * 20}],
+    }
+    records = [plain, {**plain, "extra": 1}, {k: v for k, v in plain.items() if k != "status"}]
+    for name, values in odd_values.items():
+        records += [{**plain, name: value} for value in values]
+    for _ in range(300):  # combinations
+        record = dict(plain)
+        for name in rng.sample(list(odd_values), 2):
+            record[name] = rng.choice(odd_values[name])
+        records.append(record)
+    for record in records:
+        if limits._plainly_within(record, set()):
+            assert limits.record_violation(record) is None, record
+    assert limits._plainly_within(plain, set())  # the quick path is taken for the usual record
+    quick = limits.records_violation(records)
+    monkeypatch.setattr(limits, "_plainly_within", lambda record, seen: False)
+    assert limits.records_violation(records) == quick and quick is not None

@@ -169,7 +169,7 @@ def test_each_error_status_names_its_codes(document) -> None:
 
     assert codes("Unauthorized") == ["unauthorized"]
     assert set(codes("NotFound")) == {"not_found", "provider_not_found"}
-    assert set(codes("BadRequest")) == {"bad_request", "invalid_parameter", "unknown_action"}
+    assert set(codes("BadRequest")) == {"bad_request", "invalid_parameter", "page_required", "unknown_action"}
     assert codes("RefreshInProgress") == ["refresh_in_progress"]
     assert "internal_error" in codes("InternalError")
 

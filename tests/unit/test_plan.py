@@ -13,10 +13,11 @@ from chalicelib.core.manifest import Manifest, ProviderEntry
 from chalicelib.core.plan import (
     FetchOutcome,
     RefreshPlan,
+    chunks_to_check,
     lists_to_read,
-    lists_to_verify,
     plan_refresh,
     select_providers,
+    stored_chunks_to_read,
 )
 from chalicelib.core.schedule import ScheduleState
 from chalicelib.core.state import ProviderStatus, RefreshState
@@ -79,9 +80,13 @@ def test_a_first_answer_adds_everything_in_one_new_generation() -> None:
     ]
     assert result.generation == "r00000001-t7"
     assert list(result.new_lists) == ["a"]
-    manifest = result.next_manifest(Manifest(0, "ep", 0), {"a": 1})
+    manifest = result.next_manifest(Manifest(0, "ep", 0))
     assert (manifest.revision, manifest.seq, manifest.epoch) == (1, 1, "ep")
-    assert manifest.providers["a"] == ProviderEntry("r00000001-t7", 1, 2, models_fingerprint(records("m1", "m2")))
+    entry = manifest.providers["a"]
+    assert (entry.generation, entry.chunks, entry.count) == ("r00000001-t7", 1, 2)
+    assert entry.fingerprint == models_fingerprint(records("m1", "m2"))
+    assert [(ref.key, ref.first, ref.count) for ref in entry.parts] == [("r00000001-t7#00000", "m1", 2)]
+    assert entry.retired == ()
     event = result.event(Manifest(0, "ep", 0))
     assert (event["seq"], event["epoch"], event["timestamp"]) == (1, "ep", STAMP)
     assert event["payload"] == result.result.model_dump(mode="json")
@@ -145,7 +150,7 @@ def test_a_provider_removed_from_the_config_leaves_at_a_full_refresh_only() -> N
          "changes": []}
     ]
     assert full.removed == ("gone",) and full.new_lists == {}
-    assert "gone" not in full.next_manifest(manifest, {}).providers
+    assert "gone" not in full.next_manifest(manifest).providers
     assert "gone" not in full.state.providers  # its status leaves with it
 
 
@@ -220,7 +225,7 @@ def test_an_unchanged_provider_whose_stored_list_is_broken_is_written_again_with
     assert repair.repaired == ("a",) and list(repair.new_lists) == ["a"]
     assert repair.result.unchanged == ["a", "b"] and repair.result.changed == []
     assert repair.result.revision == 3 and repair.generation == "r00000003-t7"
-    flipped = repair.next_manifest(manifest, {"a": 1})
+    flipped = repair.next_manifest(manifest)
     assert (flipped.revision, flipped.epoch, flipped.seq) == (3, "ep", 3)  # same content: no revision, no event seq
     assert flipped.providers["a"].generation == "r00000003-t7" and flipped.providers["b"] == manifest.providers["b"]
     assert flipped.providers["a"].fingerprint == manifest.providers["a"].fingerprint
@@ -243,14 +248,114 @@ def test_a_changed_provider_whose_stored_list_is_broken_is_diffed_against_nothin
     assert decided.result.changed[0].added == ["m1", "m2", "m3", "m5"] and decided.changes_catalog
 
 
-def test_lists_to_verify_are_the_stored_lists_nobody_reads() -> None:
+def test_a_sample_of_stored_chunks_rotates_over_the_whole_catalog() -> None:
     manifest = stored_manifest(a=records("m1"), b=records("x"), c=records("y"))
-    outcomes = [
-        FetchOutcome.succeeded("a", records("m1")),  # unchanged: judged by fingerprint, so checked
-        FetchOutcome.succeeded("b", records("x", "z")),  # changed: read for the diff
-        FetchOutcome.failed("c", "down"),  # failed: its list is kept as is
-        FetchOutcome.succeeded("d", records("new")),  # new: nothing stored
-    ]
-    read = lists_to_read(manifest, outcomes, config(openai("a"), openai("b"), openai("c"), openai("d")), "all")
-    assert read == ["b"]
-    assert lists_to_verify(manifest, outcomes, read) == ["a"]
+    manifest = Manifest(3, "ep", 3, {**manifest.providers, "b": ProviderEntry("g-b", 3, 9, "f")})
+    every = [("a", "g-a#00000"), ("b", "g-b#00000"), ("b", "g-b#00001"), ("b", "g-b#00002"), ("c", "g-c#00000")]
+    assert chunks_to_check(manifest, token=0, count=2) == every[:2]
+    assert chunks_to_check(manifest, token=1, count=2) == every[2:4]
+    seen = {key for token in range(3) for key in chunks_to_check(manifest, token, count=2)}
+    assert seen == set(every)  # runs with consecutive tokens cover every chunk
+    assert chunks_to_check(manifest, token=5, count=99) == every[0:] and chunks_to_check(Manifest(0, "e", 0), 1, 4) == []
+
+
+# -- chunk-level plans: cost follows the change ------------------------------------------------------------------
+
+
+def many(prefix: str, count: int, **fields: Any) -> list[ModelRecord]:
+    return [{**records(f"{prefix}{n:05d}")[0], **fields} for n in range(count)]
+
+
+def committed(result: RefreshPlan, manifest: Manifest) -> Manifest:
+    """The manifest after ``result`` commits (a plan of ``plan``, whose stored lists a test hands it)."""
+    return result.next_manifest(manifest)
+
+
+def test_a_change_in_one_place_keeps_the_other_chunks_and_diffs_only_the_replaced_ones() -> None:
+    old = many("m", 3_000)
+    first = plan(config(openai("a")), Manifest(0, "ep", 0), [FetchOutcome.succeeded("a", old)])
+    manifest = committed(first, Manifest(0, "ep", 0))
+    stored_refs = manifest.providers["a"].parts
+    assert len(stored_refs) > 5  # content-defined boundaries: about one id in 256 ends a chunk
+
+    new = sorted([*old[100:], *many("n", 100)], key=lambda m: m["id"])  # 100 removed at the start, 100 added at the end
+    outcome = FetchOutcome.succeeded("a", new)
+    to_read = stored_chunks_to_read(manifest.providers["a"], outcome)
+    assert 0 < len(to_read) <= 3, [ref.first for ref in to_read]  # the first chunk(s) and the last one
+    stored_models = [m for m in old if any(_in(ref, stored_refs, m["id"]) for ref in to_read)]  # what the engine reads
+    assert len(stored_models) == sum(ref.count for ref in to_read) < len(old) / 2
+    result = plan(config(openai("a")), manifest, [outcome], stored={"a": stored_models})
+    change = result.result.changed[0]
+    assert change.added == [m["id"] for m in many("n", 100)] and change.removed == [m["id"] for m in old[:100]]
+    write = result.writes["a"]
+    assert write.kept >= len(write.refs) - 4  # only the chunks around the change are new
+    assert all(ref.key.startswith("r00000002-t7#") for ref, _piece in write.writes)
+    flipped = committed(result, manifest)
+    entry = flipped.providers["a"]
+    assert entry.count == len(new) and entry.chunks == len(write.refs)
+    assert set(entry.retired) == {ref.key for ref in stored_refs} - {ref.key for ref in write.refs}
+
+
+def _in(ref: Any, refs: Sequence[Any], model_id: str) -> bool:
+    """Whether ``model_id`` lies in the id range of chunk ``ref`` among ``refs``."""
+    index = list(refs).index(ref)
+    following = refs[index + 1].first if index + 1 < len(refs) else None
+    return ref.first <= model_id and (following is None or model_id < following)
+
+
+def test_a_list_stored_in_one_generation_is_read_whole_and_written_whole_in_chunks() -> None:
+    old = many("m", 600)
+    manifest = stored_manifest(a=old)  # version 1/2 layout: one generation, no chunk refs
+    outcome = FetchOutcome.succeeded("a", [*old, *many("z", 1)])
+    assert stored_chunks_to_read(manifest.providers["a"], outcome) is None  # the whole list
+    result = plan(config(openai("a")), manifest, [outcome], stored={"a": old})
+    assert result.result.changed[0].added == ["z00000"] and result.writes["a"].kept == 0
+    flipped = committed(result, manifest)
+    assert flipped.providers["a"].parts is not None and flipped.providers["a"].retired == ("g-a#00000",)
+    keys, sweeps = result.collectable(manifest, flipped)
+    # its previous generation is not named anywhere: the chunks are listed, keeping the two newest generations
+    assert keys == {} and sweeps == {"a": {"g-a", "r00000004-t7"}}
+
+
+def test_garbage_is_what_the_previous_list_retired_never_what_the_new_one_references() -> None:
+    manifest = Manifest(0, "ep", 0)
+    lists = [many("m", 2_000), many("m", 2_000, context_length=5), many("m", 2_000, context_length=6)]
+    history = []
+    for token, models in enumerate(lists, start=1):
+        stored = {"a": [m for ref in (manifest.providers["a"].parts if "a" in manifest.providers else ())
+                        for m in lists[token - 2] if _in(ref, manifest.providers["a"].parts, m["id"])]}
+        result = plan_refresh(
+            manifest=manifest, state=RefreshState(), outcomes=[FetchOutcome.succeeded("a", models)], stored=stored,
+            config=config(openai("a")), scope="all", trigger="manual", now=NOW, deployment_id="d", lease_token=token,
+        )
+        new = result.next_manifest(manifest)
+        history.append((manifest, new, result))
+        manifest = new
+    (_, first, _), (_, second, result_2), (before_3, third, result_3) = history
+    assert result_2.collectable(first, second) == ({}, {})  # the first list had nothing retired yet
+    keys, sweeps = result_3.collectable(before_3, third)
+    assert sweeps == {} and set(keys["a"]) == set(first.providers["a"].chunk_keys())
+    live = set(third.providers["a"].chunk_keys()) | set(second.providers["a"].chunk_keys())
+    assert not live & set(keys["a"])  # neither the new list nor the one readers may still hold
+
+
+def test_a_provider_that_leaves_has_its_chunks_listed_and_deleted() -> None:
+    manifest = stored_manifest(a=records("m1"), gone=records("g1"))
+    outcomes = [FetchOutcome.succeeded("a", records("m1"))]
+    result = plan(config(openai("a")), manifest, outcomes, stored={"gone": records("g1")})
+    assert result.collectable(manifest, result.next_manifest(manifest)) == ({}, {"gone": set()})
+
+
+def test_a_repair_writes_every_chunk_again_and_retires_the_broken_ones() -> None:
+    models = many("m", 1_000)
+    first = plan(config(openai("a")), Manifest(0, "ep", 0), [FetchOutcome.succeeded("a", models)])
+    manifest = committed(first, Manifest(0, "ep", 0))
+    repair = plan_refresh(
+        manifest=manifest, state=RefreshState(), outcomes=[FetchOutcome.succeeded("a", models)], stored={},
+        config=config(openai("a")), scope="all", trigger="manual", now=NOW, deployment_id="d", lease_token=8,
+        broken={"a": "its stored models are incomplete (3 of 4 chunks found)"},
+    )
+    write = repair.writes["a"]
+    assert write.kept == 0 and all(ref.key.startswith("r00000001-t8#") for ref in write.refs)
+    flipped = committed(repair, manifest)
+    assert set(flipped.providers["a"].retired) == set(manifest.providers["a"].chunk_keys())

@@ -173,3 +173,42 @@ def test_registry_of_the_wrong_shape(settings, server):
     assert caught.value.reason == (
         "expected a JSON object keyed by provider (a models.dev api.json), got a JSON object with keys error"
     )
+
+
+# Entries at the edges of every field's rules: blank names, numeric strings, negative and non-finite prices, a
+# boolean price, unknown modalities and a non-list, a limit that is not an object.
+ODD_REGISTRY_ENTRIES = {
+    "blank": {"name": "  ", "limit": {"context": "123", "output": 1.0}, "cost": {"input": -1, "output": True}},
+    "padded": {"name": " x ", "limit": {"context": 1e400},
+               "cost": {"input": 0, "output": 0.0, "cache_read": "0.1", "cache_write": 2**70}},
+    "modal": {"modalities": {"input": ["IMAGE", " pdf", "smell", 3], "output": "text"}, "tool_call": 1,
+              "reasoning": True},
+    "output-only": {"modalities": {"output": ["audio", "image"]}, "status": "deprecated",
+                    "cost": {"input": float("nan"), "output": 1}},
+    "odd-shapes": {"limit": [], "cost": None, "modalities": None, "status": "beta"},
+    "float-prices": {"cost": {"input": 1.1, "output": 3.3000000000000003}, "limit": {"context": -5, "output": 0}},
+}
+
+
+def test_a_registry_entry_becomes_exactly_the_record_of_its_validated_model() -> None:
+    """The registry builds records without a pydantic Model per entry (tens of thousands per answer): each must be
+    what validating and dumping a Model of the same values gives, for the recorded fixture and the odd entries."""
+    from chalicelib.core.domain import model_record
+    from chalicelib.providers.registry import to_record
+
+    entries = [(f"{key}/{model_key}", item) for key, provider in fixture_json("models_dev_api.json").items()
+               for model_key, item in provider["models"].items()]
+    entries += [(f"odd/{key}", item) for key, item in ODD_REGISTRY_ENTRIES.items()]
+    for model_id, item in entries:
+        record = to_record(model_id, item)
+        assert model_record(Model(provider_id="p", **record)) == record
+        assert list(record) == list(model_record(Model(provider_id="p", id=model_id)))  # same keys, same order
+    odd = {model_id: to_record(model_id, item) for model_id, item in entries if model_id.startswith("odd/")}
+    assert odd["odd/blank"]["display_name"] is None and odd["odd/blank"]["context_length"] == 123
+    assert odd["odd/blank"]["pricing"] is None  # -1 and true are no prices
+    assert odd["odd/padded"]["pricing"] == {"input_per_mtok": 0.0, "output_per_mtok": 0.0, "cache_read_per_mtok": None,
+                                            "cache_write_per_mtok": float(2**70)}
+    assert odd["odd/modal"]["capabilities"] == ["reasoning"]  # capabilities read the exact words; tool_call 1 is no true
+    assert odd["odd/modal"]["modalities"] == {"input": ["image", "pdf"], "output": []}
+    assert odd["odd/output-only"]["pricing"] is None and odd["odd/output-only"]["status"] == "deprecated"
+    assert odd["odd/float-prices"]["pricing"]["output_per_mtok"] == 3.3000000000000003
