@@ -238,8 +238,8 @@ def run(quick: bool) -> ScenarioResult:
         memory_rows,
     ))
     result.tables.append((
-        "Deployed cost per refresh (estimate: a 1 GB Lambda for the engine run measured here, the DynamoDB write units "
-        "above, one EventBridge event when something changed; the WebSocket fan-out is per client, see Clients at "
+        "Deployed cost per refresh (estimate: a 1 GB Lambda for the engine run measured here, the catalog-table write "
+        "units above and the lock's 4, one EventBridge event when something changed; the WebSocket fan-out is per client, see Clients at "
         "scale). " + PRICES_NOTE,
         ["refresh", "Lambda GB-s", "write units", "per refresh", "per 1,000 refreshes"],
         costs,

@@ -13,6 +13,7 @@ WEBSOCKET_CONNECTION_MINUTE_USD = 0.25 / 1e6
 EVENTBRIDGE_EVENT_USD = 1.00 / 1e6  # PutEvents, per 64 KB
 REFRESH_LAMBDA_GB = 1.0  # scheduled_tick and api_handler: 1,024 MB (.chalice/config.json)
 MINUTES_PER_MONTH = 30 * 24 * 60
+LOCK_WRITE_UNITS = 4  # the lease's acquire and release: two UpdateItems of a ~2 KB item in the locks table
 
 PRICES_NOTE = (
     "Prices: AWS list prices in us-east-1 (x86 Lambda $0.0000166667 per GB-s and $0.20 per million requests; DynamoDB "
@@ -22,10 +23,10 @@ PRICES_NOTE = (
 
 
 def refresh_usd(engine_s: float, write_units: float, changed: bool) -> float:
-    """One refresh in a 1 GB Lambda: its run time, its DynamoDB writes, and (when something changed) the event on
-    the bus. The fan-out is per client: ``fanout_usd``."""
+    """One refresh in a 1 GB Lambda: its run time, its catalog-table writes and the lock's, and (when something
+    changed) the event on the bus. The fan-out is per client: ``fanout_usd``."""
     lambda_usd = engine_s * REFRESH_LAMBDA_GB * LAMBDA_GB_SECOND_USD + LAMBDA_REQUEST_USD
-    return lambda_usd + write_units * DYNAMODB_WRITE_UNIT_USD + (EVENTBRIDGE_EVENT_USD if changed else 0.0)
+    return lambda_usd + (write_units + LOCK_WRITE_UNITS) * DYNAMODB_WRITE_UNIT_USD + (EVENTBRIDGE_EVENT_USD if changed else 0.0)
 
 
 def fanout_usd(clients: int, message_bytes: int = 1_000) -> float:
