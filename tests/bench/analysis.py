@@ -103,7 +103,9 @@ def _client_scale(result: ScenarioResult, goal: Goal) -> str:
         return (
             "Each connection costs the stack process a WebSocket handshake, the `$connect` handler (one `PutItem`) and "
             "the subscribe (a position read and the reply through `@connections`): ≈ 3 ms of Python CPU in one "
-            "process with the gateway and the `@connections` server, plus two serialized DynamoDB calls; the embedded "
+            "process with the gateway and the `@connections` server, plus two serialized DynamoDB calls. The "
+            "`PutItem` also waits for the embedded DynamoDB's write-ahead log (issue 12: an `fdatasync` before the "
+            "answer, 2–4 ms on this disk, under the request lock), which alone caps the rate near 180/s; the embedded "
             "DynamoDB also snapshots every table (a scan under its request lock) every 0.5 s while the connections "
             "table grows, which measured ~30 % of the rate at 1,000 clients (snapshots disabled: 126/s against 91/s "
             "under a load of 7–9). API Gateway itself takes 500 connections per second per account."

@@ -1,5 +1,5 @@
-"""Conditional GET at 20,000 models (issue 14): a ``304`` revalidation of ``GET /api/v1/models`` against a full
-``GET /api/v1/models``; besides, the pages and searches a client that never downloads the whole catalog makes."""
+"""Conditional GET at 20,000 models (issue 14): a ``304`` revalidation of ``GET /api/v1/models`` against reading
+the whole catalog (page by page); besides, the pages and searches a client that never downloads the whole catalog makes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.fakes.provider_server import FakeProviderServer
 from tests.stack import LocalStack
 
 SHARE_GOAL_PERCENT = 5.0
+PAGE = 5_000  # the largest page
 
 
 def _get(stack: LocalStack, path: str, expected_status: int, **headers: str) -> tuple[float, Any]:
@@ -21,6 +22,21 @@ def _get(stack: LocalStack, path: str, expected_status: int, **headers: str) -> 
         raise RuntimeError(f"GET {path} answered {response.status_code}, expected {expected_status}: "
                            f"{response.text[:300]}")
     return seconds, response
+
+
+def _read_all(stack: LocalStack) -> tuple[float, int, str, int]:
+    """The whole catalog as a client reads it: pages of ``PAGE`` following ``next_cursor`` (unpaged, 20,000 models
+    are refused with ``page_required``). (seconds, bytes, the first page's ETag, models)."""
+    seconds, size, count, etag, cursor = 0.0, 0, 0, "", None
+    while True:
+        took, answer = _get(stack, f"/api/v1/models?limit={PAGE}" + (f"&cursor={cursor}" if cursor else ""), 200)
+        seconds, size = seconds + took, size + len(answer.content)
+        etag = etag or answer.headers["ETag"]
+        body = answer.json()
+        count += len(body["models"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            return seconds, size, etag, count
 
 
 def run(quick: bool) -> ScenarioResult:
@@ -32,17 +48,20 @@ def run(quick: bool) -> ScenarioResult:
     result.method = [
         f"One provider of kind `registry` serving the synthetic {size:,}-model `api.json` of the 20,000-model "
         "scenario, filled by one refresh in a fresh stack.",
-        f"{full_gets} × the full `GET /api/v1/models` (unpaged; warm: the refresh cached the chunks in the process, "
-        "so this is the fastest a full answer gets and the comparison is the strictest), checked to list every model.",
-        f"{revalidations} × the same request with `If-None-Match: <its ETag>`, checked to answer `304` with no body. "
-        "The goal: the median revalidation costs at most 5 % of the median full answer.",
+        f"{full_gets} × the whole catalog through `GET /api/v1/models`: every page of {PAGE:,} following `next_cursor` "
+        "(unpaged, an answer this size is refused with `page_required`: deployed it would not fit one Lambda "
+        "response); warm: the refresh cached the chunks in the process, so this is the fastest a full read gets and "
+        "the comparison is the strictest; checked to list every model.",
+        f"{revalidations} × the first page's request with `If-None-Match: <its ETag>`, checked to answer `304` with no "
+        "body: the ETag is the catalog's version plus the query, so that `304` tells a client that every page it "
+        "holds is current. The goal: the median revalidation costs at most 5 % of the median full read.",
         f"{pages} × each of: the first page (`limit=100`), a page from the middle (`limit=100&cursor=…`), a search "
         "(`q=` a model id: the whole catalog scanned, one match) and a filtered page (`capability=tools&min_context=100000&limit=100`): what a page that "
         "never downloads the whole catalog asks; and `GET /api/v1/providers` revalidated (`304`).",
         "Every request goes through one keep-alive HTTP session, as a gateway or a page would.",
     ]
-    full = result.new_series("full `GET /api/v1/models` (warm)", "s")
-    revalidate = result.new_series("`GET /api/v1/models` revalidation (`304`)", "s")
+    full = result.new_series(f"the whole catalog: `GET /api/v1/models`, every page of {PAGE:,} (warm)", "s")
+    revalidate = result.new_series(f"`GET /api/v1/models?limit={PAGE:,}` revalidation (`304`)", "s")
     first_page = result.new_series("first page (`limit=100`)", "s")
     middle_page = result.new_series("a middle page (`limit=100&cursor=…`)", "s")
     search = result.new_series("search (`q=`)", "s")
@@ -60,13 +79,12 @@ def run(quick: bool) -> ScenarioResult:
                 raise RuntimeError(f"the fill answered {response.status_code}: {response.text[:300]}")
             etag = ""
             for _ in range(full_gets):
-                seconds, answer = _get(stack, "/api/v1/models", 200)
-                if len(answer.json()["models"]) != len(registry):
+                seconds, full_bytes, etag, count = _read_all(stack)
+                if count != len(registry):
                     raise RuntimeError("GET /api/v1/models did not list every model")
                 full.add(seconds)
-                etag, full_bytes = answer.headers["ETag"], len(answer.content)
             for _ in range(revalidations):
-                seconds, answer = _get(stack, "/api/v1/models", 304, **{"If-None-Match": etag})
+                seconds, answer = _get(stack, f"/api/v1/models?limit={PAGE}", 304, **{"If-None-Match": etag})
                 if answer.content:
                     raise RuntimeError("a 304 came with a body")
                 revalidate.add(seconds)
@@ -91,11 +109,11 @@ def run(quick: bool) -> ScenarioResult:
     if full.median and revalidate.median is not None:
         share = 100 * revalidate.median / full.median
     result.facts += [
-        ("full answer size", f"{full_bytes / 1e6:.1f} MB"),
-        ("revalidation / full answer (medians)", f"{fmt(share)} %"),
+        ("the whole catalog's size (all pages)", f"{full_bytes / 1e6:.1f} MB"),
+        ("revalidation / full read (medians)", f"{fmt(share)} %"),
     ]
     result.goals = [
-        Goal(f"{size:,} models: a `304` revalidation of `GET /api/v1/models`, as a share of the full answer",
+        Goal(f"{size:,} models: a `304` revalidation of `GET /api/v1/models`, as a share of reading it all",
              SHARE_GOAL_PERCENT, "%", share,
              detail=f"304 median {fmt(revalidate.median)} s vs full (warm) {fmt(full.median)} s, "
                     f"{full_bytes / 1e6:.1f} MB"),
