@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
 
 from chalicelib.bootstrap import AwsClients, Container, bootstrap
 from chalicelib.logs import JsonFormatter
@@ -34,9 +36,23 @@ def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 
 
+_MOTO_CALLS = threading.RLock()
+
+
 @pytest.fixture
-def dynamodb_client():
-    """moto's in-process DynamoDB with the tables of infra/tables.json."""
+def dynamodb_client(monkeypatch: pytest.MonkeyPatch):
+    """moto's in-process DynamoDB with the tables of infra/tables.json.
+
+    Its calls are served one at a time: moto runs each request in the caller's thread without a lock, so two
+    threads' ``ADD`` to one item could lose one increment, which DynamoDB never does (the embedded server of the
+    local stack serializes its requests for the same reason)."""
+    serve = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, request: object) -> object:
+        with _MOTO_CALLS:
+            return serve(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, TableNames())
