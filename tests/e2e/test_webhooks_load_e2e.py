@@ -64,8 +64,11 @@ def test_hanging_endpoints_delay_neither_the_others_nor_the_refresh(stack):
                                    for u in healthy_urls), timeout=30, every=0.5)
         assert {r.path for r in hanging.wait_for(HANGING)} == {f"/hook/{n}" for n in range(HANGING)}
 
-        # The refresh answered as fast as with no endpoint: the relay runs beside it, not in it.
-        assert statistics.median(loaded) < 3 * statistics.median(control), (control, loaded)
+        # The refresh answered about as fast as with no endpoint: the relay runs beside it, not in it. A relay in the
+        # request would wait for the hanging endpoints' 10 s timeouts; beside it, it only shares the CPU (so the
+        # slack: 3 × a ~70 ms control is within scheduling noise on a loaded 2-core machine).
+        slowest_allowed = max(3 * statistics.median(control), statistics.median(control) + 0.5)
+        assert statistics.median(loaded) < slowest_allowed, (control, loaded)
 
         # The hanging endpoints' attempts end at the 10 s timeout and are retried later; the others are clean.
         webhooks = stack.get("/api/v1/webhooks").json()["webhooks"]
