@@ -23,6 +23,7 @@ from typing import Any
 # A connection idle for this long is closed (botocore opens a new one when it needs it).
 IDLE_TIMEOUT_S = 60.0
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+LINGER_S = 1.0  # after refusing a request whose body is not read, how long to read what the client still sends
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -105,16 +106,14 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
 
     def _run(self) -> None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self._plain(HTTPStatus.LENGTH_REQUIRED, b"chunked request bodies are not supported\n")
-            self.close_connection = True
+            self._refuse(HTTPStatus.LENGTH_REQUIRED, b"chunked request bodies are not supported\n")
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if not 0 <= length <= _MAX_BODY_BYTES:
-            self._plain(HTTPStatus.BAD_REQUEST, b"bad Content-Length\n")
-            self.close_connection = True
+            self._refuse(HTTPStatus.BAD_REQUEST, b"bad Content-Length\n")
             return
         body = self.rfile.read(length) if length else b""
         captured: dict[str, Any] = {}
@@ -178,6 +177,21 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
                 continue
             environ[key] = f"{environ[key]},{value}" if key in environ else value
         return environ
+
+    def _refuse(self, status: HTTPStatus, body: bytes) -> None:
+        """Answer a request whose body is not read, then close without resetting the connection: closing with the
+        client's unread body still arriving would send it a reset, which can reach it before (and destroy) the
+        answer. So: answer, stop sending, read what still comes (for at most a second), then close."""
+        self._plain(status, body)
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_S)
+            while self.connection.recv(65536):
+                pass
+        except OSError:
+            pass  # the client is gone or took too long: close anyway
 
     def _plain(self, status: HTTPStatus, body: bytes) -> None:
         head = (
