@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -364,7 +365,12 @@ class ReaderThread(threading.Thread):
             if self._pause:
                 self._stop_event.wait(self._pause)
 
-    def stop(self) -> None:
+    def stop(self, at_least: int = 0, within_s: float = 10.0) -> None:
+        """Stop, once the checker has taken ``at_least`` snapshots (waiting at most ``within_s``: on a loaded machine
+        the reader may have had fewer turns than the run's length suggests)."""
+        deadline = time.monotonic() + within_s
+        while self.checker.snapshots < at_least and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.01)
         self._stop_event.set()
         self.join(30)
 

@@ -576,7 +576,7 @@ def test_a_run_killed_mid_commit_is_recovered_and_no_reader_sees_a_half_state(
         result = recovery.run("all", wait_ms=0)
         checker.check()
     finally:
-        reader.stop()
+        reader.stop(at_least=10)
     assert checker.violations == [], checker.violations[:5]
     assert checker.snapshots >= 10 and set(checker.seen) == {1, 2}, "the reader did not see the run happen"
     assert result.revision == 2
