@@ -87,6 +87,8 @@ READ_ONLY_OPERATIONS = frozenset(
         "TransactGetItems",
     }
 )
+# Writes of items (a table's own changes, such as CreateTable, are always logged).
+ITEM_WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/dynamodb/aws4_request")
 _BATCH_WRITE_LIMIT = 25
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
@@ -132,9 +134,18 @@ class SerializedDynamoApp:
     ``wal`` is attached once the state is restored (restoring must not log itself again).
     """
 
-    def __init__(self, app: Callable[..., Any], serialize: bool = True, allowed_hosts: Iterable[str] = ()):
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        serialize: bool = True,
+        allowed_hosts: Iterable[str] = (),
+        ephemeral_tables: Iterable[str] = (),
+    ):
         self._app = app
         self.serialize = serialize
+        # Tables whose items need not outlive the process (the stack's WebSocket connections die with it): their
+        # item writes are neither logged nor snapshotted, so a burst of connects waits for no fsync.
+        self.ephemeral_tables = frozenset(ephemeral_tables)
         self.allowed_hosts = _LOOPBACK_HOSTS | {host.lower() for host in allowed_hosts}
         # Reentrant so that the snapshot/TTL code, which holds it, can call ``request`` in-process.
         self.lock = threading.RLock()
@@ -176,13 +187,29 @@ class SerializedDynamoApp:
             return _error_response("500 Internal Server Error", "InternalServerError",
                                    "the embedded DynamoDB is stopping; nothing was written")
         status, headers, payload = self._run(environ)
-        if body is not None and status.startswith("2"):
+        if body is not None:
+            failure = self._record(operation, region, status, body)
+            if failure is not None:
+                return failure
+        return status, headers, payload
+
+    def _record(
+        self, operation: str, region: str, status: str, body: bytes, counted: bool = True
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """After a write request moto answered: log it (unless it only wrote items of ephemeral tables) and note
+        it for the snapshot and (``counted``: a client's request) the write counters. Returns the answer to give
+        instead when the log failed."""
+        if operation in READ_ONLY_OPERATIONS or not status.startswith("2"):
+            return None
+        tables = _tables_named(body)
+        durable = not (operation in ITEM_WRITE_OPERATIONS and tables and tables <= self.ephemeral_tables)
+        if durable:
             try:
                 self._log_write(operation, region, body)
             except WalError as exc:
                 return self._fail(exc)
-        self._note(operation, region, status, _tables_named(body) if body is not None else set())
-        return status, headers, payload
+        self._note(operation, region, status, tables if counted else set(), durable)
+        return None
 
     def _log_write(self, operation: str, region: str, body: bytes) -> None:
         if self.wal is not None:
@@ -219,14 +246,18 @@ class SerializedDynamoApp:
                 close()
         return captured["status"], captured["headers"], body
 
-    def _note(self, operation: str, region: str, status: str, tables: set[str] = frozenset()) -> None:
+    def _note(
+        self, operation: str, region: str, status: str, tables: set[str] = frozenset(), durable: bool = True
+    ) -> None:
         if operation in READ_ONLY_OPERATIONS or not status.startswith("2"):
             return
         with self._write_mutex:
-            self.generation += 1
             self.regions.add(region)
             for table in tables:
                 self.writes_by_table[table] = self.writes_by_table.get(table, 0) + 1
+            if not durable:
+                return  # nothing a snapshot would keep changed
+            self.generation += 1
         self.changed.set()
 
     def reset_backends(self) -> None:
@@ -276,12 +307,9 @@ class SerializedDynamoApp:
             builder.close()
         with self.lock:
             status, _headers, raw = self._run(environ)
-            if operation not in READ_ONLY_OPERATIONS and status.startswith("2"):
-                try:
-                    self._log_write(operation, region, body)
-                except WalError as exc:
-                    status, _headers, raw = self._fail(exc)
-            self._note(operation, region, status)
+            failure = self._record(operation, region, status, body, counted=False)
+            if failure is not None:
+                status, _headers, raw = failure
         return status, raw
 
 
@@ -329,7 +357,7 @@ def take_snapshot(app: SerializedDynamoApp, close: bool = False) -> tuple[dict[s
                         "ttl_attribute": ttl.get("AttributeName")
                         if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
                         else None,
-                        "items": list(_scan_all(app, region, name)),
+                        "items": [] if name in app.ephemeral_tables else list(_scan_all(app, region, name)),
                     }
                 )
             regions[region] = {"tables": tables}
@@ -689,8 +717,11 @@ class EmbeddedDynamoServer:
         snapshot_delay_s: float = 0.5,
         ttl_sweep_s: float | None = 60.0,
         wal: bool = True,
+        ephemeral_tables: Iterable[str] = (),
     ):
-        self.app = SerializedDynamoApp(_moto_app(), serialize=serialize, allowed_hosts={host})
+        self.app = SerializedDynamoApp(
+            _moto_app(), serialize=serialize, allowed_hosts={host}, ephemeral_tables=ephemeral_tables
+        )
         self._host = host
         self._port = port
         self._state_dir = state_dir
@@ -810,6 +841,7 @@ class DynamoProcess:
         startup_timeout_s: float = 90.0,
         switch_interval_s: float | None = None,
         wal: bool = True,
+        ephemeral_tables: Iterable[str] = (),
     ):
         self._args = [sys.executable, "-m", "devstack.dynamodb", "--port", str(port), "--watch-stdin",
                       "--parent-pid", str(os.getpid())]
@@ -819,6 +851,8 @@ class DynamoProcess:
             self._args.append("--no-serialize")
         if not wal:
             self._args.append("--no-wal")
+        for table in ephemeral_tables:
+            self._args += ["--ephemeral-table", table]
         self._args += ["--snapshot-delay", str(snapshot_delay_s), "--ttl-sweep", str(ttl_sweep_s or 0)]
         if switch_interval_s:
             self._args += ["--switch-interval", str(switch_interval_s)]
@@ -921,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=None, help="persist tables here (default: in memory)")
     parser.add_argument("--no-serialize", action="store_true", help="test-only negative control: no request lock")
     parser.add_argument("--no-wal", action="store_true", help="test-only negative control: no write-ahead log")
+    parser.add_argument("--ephemeral-table", action="append", default=[],
+                        help="a table whose items are not kept across restarts (neither logged nor snapshotted)")
     parser.add_argument("--snapshot-delay", type=float, default=0.5, help="seconds between a change and its snapshot")
     parser.add_argument("--ttl-sweep", type=float, default=60.0, help="seconds between TTL sweeps (0: never)")
     parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF (parent died)")
@@ -967,6 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_delay_s=args.snapshot_delay,
         ttl_sweep_s=args.ttl_sweep or None,
         wal=not args.no_wal,
+        ephemeral_tables=args.ephemeral_table,
     )
     server.app.on_failure = signals.wake
     try:

@@ -51,7 +51,7 @@ from urllib.parse import quote
 
 from chalicelib.errors import ConfigError
 from chalicelib.logs import get_logger
-from chalicelib.settings import Settings, schedule_rate_minutes, settings_from_env
+from chalicelib.settings import Settings, TableNames, schedule_rate_minutes, settings_from_env
 from devstack.dynamodb import DynamoProcess
 from devstack.logformat import AUTO, LOG_FORMAT_ENV, install_log_format, log_format_choice
 from devstack.signals import StopSignals, signal_name
@@ -391,6 +391,9 @@ class LocalStack:
                 env=child_env,
                 wal=options.write_ahead_log,
                 snapshot_delay_s=options.snapshot_delay_s,
+                # The WebSocket connections end with this process: their rows need not survive it (and a connect
+                # then waits for no fsync).
+                ephemeral_tables=[child_env.get("MODEL_CATALOG_CONNECTIONS_TABLE") or TableNames.connections],
             )
             try:
                 self.dynamo.start()

@@ -507,6 +507,7 @@ class EmbeddedDynamo:
         ttl_sweep_s: float | None = None,
         snapshot_delay_s: float = 0.5,
         wal: bool = True,
+        ephemeral_tables: tuple[str, ...] = (),
     ):
         self._process = DynamoProcess(
             state_dir=state_dir,
@@ -516,6 +517,7 @@ class EmbeddedDynamo:
             env=isolated_env(),
             switch_interval_s=1e-6 if widen_races else None,
             wal=wal,
+            ephemeral_tables=ephemeral_tables,
         )
 
     @property

@@ -762,6 +762,34 @@ def test_every_acknowledged_write_survives_sigkill(tmp_path: Path, wal: bool) ->
             assert dynamo.restored["replayed"] == len(keys) + table_writes
 
 
+CONNECTIONS_TABLE = "model-catalog-connections"
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "clean stop"])
+@pytest.mark.parametrize("ephemeral", [True, False], ids=["connections ephemeral", "negative control: durable"])
+def test_the_connections_table_is_not_kept_across_restarts(tmp_path: Path, stop: str, ephemeral: bool) -> None:
+    """The stack's WebSocket connections end with it, so their rows are neither logged nor snapshotted (a connect
+    waits for no fsync); every other table keeps every acknowledged write. Declared durable, the same rows would
+    come back — the test can tell."""
+    state = tmp_path / "state"
+    tables = (CONNECTIONS_TABLE,) if ephemeral else ()
+    with EmbeddedDynamo(state_dir=state, snapshot_delay_s=0.05, ephemeral_tables=tables) as dynamo:
+        keys = _put_items(dynamo, 3)
+        client = dynamo.client()
+        for n in range(3):
+            client.put_item(TableName=CONNECTIONS_TABLE, Item={"connection_id": {"S": f"c{n}"}})
+        client.delete_item(TableName=CONNECTIONS_TABLE, Key={"connection_id": {"S": "c0"}})
+        time.sleep(0.5)  # a snapshot of the catalog writes is taken meanwhile
+        if stop == "sigkill":
+            dynamo.kill()
+    with EmbeddedDynamo(state_dir=state, ephemeral_tables=tables) as dynamo:
+        client = dynamo.client()
+        assert all(_present(dynamo, keys))
+        assert CONNECTIONS_TABLE in client.list_tables()["TableNames"]  # the table itself is kept
+        rows = client.scan(TableName=CONNECTIONS_TABLE)["Items"]
+        assert sorted(row["connection_id"]["S"] for row in rows) == ([] if ephemeral else ["c1", "c2"])
+
+
 def test_a_clean_stop_is_reported_clean_and_compacts_the_log(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with EmbeddedDynamo(state_dir=state, snapshot_delay_s=3600) as dynamo:
