@@ -134,7 +134,13 @@ def _iso(epoch_s: float) -> str:
 
 
 def _random_id(length: int) -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    # One draw from the OS's random source per id, not one per character (a connect makes three ids).
+    number = secrets.randbelow(len(_ID_ALPHABET) ** length)
+    chars = []
+    for _ in range(length):
+        number, index = divmod(number, len(_ID_ALPHABET))
+        chars.append(_ID_ALPHABET[index])
+    return "".join(chars)
 
 
 def new_connection_id() -> str:
