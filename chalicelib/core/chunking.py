@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.domain import ModelRecord, canonical_json
+from chalicelib.core.domain import ModelRecord, canonical_json_bytes
 
 # About one model id in this many ends a chunk: ~256 models of ~350 bytes ≈ 90 KB of JSON per chunk.
 BOUNDARY_EVERY = 256
@@ -85,9 +85,9 @@ def is_boundary(model_id: str) -> bool:
     return zlib.crc32(model_id.encode("utf-8")) % BOUNDARY_EVERY == 0
 
 
-def chunk_json(records: Sequence[ModelRecord]) -> str:
+def chunk_json(records: Sequence[ModelRecord]) -> bytes:
     """The canonical JSON of a run of records: exactly ``"[" + ",".join(canonical_json(r)) + "]"``, in one call."""
-    return canonical_json(list(records))
+    return canonical_json_bytes(list(records))
 
 
 def digest_of(data: bytes) -> str:
@@ -114,7 +114,7 @@ def layout(records: Sequence[ModelRecord], max_bytes: int = DEFAULT_MAX_CHUNK_BY
 
 def _fitted(records: Sequence[ModelRecord], start: int, end: int, max_bytes: int) -> list[tuple[int, int, bytes]]:
     """``records[start:end]`` as (start, end, JSON bytes) pieces of at most ``max_bytes`` each (greedy, in order)."""
-    data = chunk_json(records[start:end]).encode("utf-8")
+    data = chunk_json(records[start:end])
     if len(data) <= max_bytes or end - start == 1:
         return [(start, end, data)]
     fitted: list[tuple[int, int, bytes]] = []
@@ -122,7 +122,7 @@ def _fitted(records: Sequence[ModelRecord], start: int, end: int, max_bytes: int
     size = 2
     piece_start = start
     for index in range(start, end):
-        text = canonical_json(records[index]).encode("utf-8")
+        text = canonical_json_bytes(records[index])
         if parts and size + len(text) + 1 > max_bytes:
             fitted.append((piece_start, index, b"[" + b",".join(parts) + b"]"))
             parts, size, piece_start = [], 2, index
@@ -193,4 +193,4 @@ def chunk_index(refs: Sequence[ChunkRef], model_id: str) -> int:
 
 def chunk_json_bytes(records: Sequence[ModelRecord], piece: Piece) -> bytes:
     """The JSON of one piece, as ``layout`` digested it."""
-    return chunk_json(records[piece.start : piece.end]).encode("utf-8")
+    return chunk_json(records[piece.start : piece.end])

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Literal, get_args
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 # The one capability vocabulary every adapter maps into (sorted in each Model).
@@ -169,8 +171,44 @@ def api_model(provider_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def canonical_json(value: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces (stable for hashing, diffs and storage)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON: sorted keys, no spaces, UTF-8 text unescaped (stable for hashing, diffs and storage)."""
+    return canonical_json_bytes(value).decode("utf-8")
+
+
+def canonical_json_bytes(value: Any) -> bytes:
+    """``canonical_json`` encoded as UTF-8, byte for byte what ``json.dumps(value, sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)`` gives (stored digests and fingerprints depend on it), written by
+    orjson, ~6 × faster: encoding records is most of a large refresh's CPU. orjson writes floats below 1e-4 in
+    another form (``0.00001``, ``1e-7`` where ``json`` writes ``1e-05``, ``1e-07``) and refuses integers beyond 64 bits
+    and non-string keys: those values are written by ``json`` instead. Non-finite floats are not JSON; records never
+    hold one (``usd_float``, ``positive_int``)."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        data = None
+    if data is None or _formatted_differently(data):
+        # Rare (a small float, or a string that looks like one): the reference encoder.
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return data
+
+
+_EXPONENT_BELOW_ONE = re.compile(rb"e-\d")  # starts with a literal: found by a fast scan, not tried at every byte
+_DIGITS = b"0123456789"
+
+
+def _formatted_differently(data: bytes) -> bool:
+    """Whether orjson's ``data`` may hold a number ``json`` writes otherwise: one in exponent form with a negative
+    exponent (``1e-7``), or one written as ``0.0000…``. Text inside strings that merely looks so only costs the
+    slower path."""
+    for match in _EXPONENT_BELOW_ONE.finditer(data):
+        if match.start() and data[match.start() - 1] in _DIGITS:
+            return True
+    index = data.find(b"0.0000")
+    while index != -1:
+        if index == 0 or data[index - 1] in b":,[-":
+            return True
+        index = data.find(b"0.0000", index + 1)
+    return False
 
 
 def models_fingerprint(records: Sequence[ModelRecord]) -> str:
@@ -181,6 +219,6 @@ def models_fingerprint(records: Sequence[ModelRecord]) -> str:
     for index, record in enumerate(records):
         if index:
             digest.update(b",")
-        digest.update(canonical_json(record).encode("utf-8"))
+        digest.update(canonical_json_bytes(record))
     digest.update(b"]")
     return digest.hexdigest()

@@ -6,11 +6,11 @@ import json
 import zlib
 from typing import Any
 
-from chalicelib.core.domain import canonical_json
+from chalicelib.core.domain import canonical_json_bytes
 
 
 def pack(value: Any) -> bytes:
-    return compress_json(canonical_json(value))
+    return compress_bytes(canonical_json_bytes(value))
 
 
 def compress_json(text: str) -> bytes:
