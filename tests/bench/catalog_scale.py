@@ -11,7 +11,17 @@ import math
 import statistics
 from typing import Any
 
-from tests.bench.common import CATALOG_TABLE, Goal, ScenarioResult, Series, fmt, item_size, timed
+from tests.bench.common import (
+    CATALOG_TABLE,
+    MODELS_PAGE,
+    Goal,
+    ScenarioResult,
+    Series,
+    fmt,
+    item_size,
+    read_all_pages,
+    timed,
+)
 from tests.bench.costs import PRICES_NOTE, refresh_usd, usd
 from tests.bench.data import SyntheticRegistry
 from tests.bench.large_registry import lambda_refresh
@@ -25,7 +35,7 @@ FILL_GOAL_S = 6.0
 CHURN_GOAL_S = 1.5
 PAGED_GOAL_S = 2.0
 MEMORY_FACTOR = 2.5  # MB of peak per MB of answer
-PAGE = 5_000
+PAGE = MODELS_PAGE
 FIXED_CHANGE = 100  # removed and added, at every size: what a small change costs as the catalog grows
 BIG = 100_000
 
@@ -80,18 +90,8 @@ class Catalog:
 
     def read_all_pages(self) -> tuple[float, int]:
         """Every model through ``limit`` pages, following ``next_cursor``; (seconds, models)."""
-        count, cursor, seconds = 0, None, 0.0
-        while True:
-            path = f"/api/v1/models?limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
-            took, response = timed(self.stack.get, path, timeout=120)
-            if response.status_code != 200:
-                raise RuntimeError(f"GET {path} answered {response.status_code}: {response.text[:300]}")
-            seconds += took
-            body = response.json()
-            count += len(body["models"])
-            cursor = body["next_cursor"]
-            if not cursor:
-                return seconds, count
+        read = read_all_pages(self.stack, PAGE)
+        return read.seconds, read.count
 
 
 def _check(outcome: dict[str, Any], added: int, removed: int, updated: int) -> None:

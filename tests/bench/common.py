@@ -302,3 +302,36 @@ def timed(function: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     value = function(*args, **kwargs)
     return time.perf_counter() - started, value
+
+
+# The largest page ``GET /api/v1/models`` gives.
+MODELS_PAGE = 5_000
+
+
+@dataclass(frozen=True)
+class PagedRead:
+    """The whole catalog read page by page: time spent in the requests, bytes of the answers, models, and the
+    first page's ETag."""
+
+    seconds: float
+    size: int
+    count: int
+    etag: str
+
+
+def read_all_pages(stack: Any, page: int = MODELS_PAGE) -> PagedRead:
+    """Every model as a client reads the catalog: pages of ``page`` following ``next_cursor`` (a large catalog is
+    refused unpaged with ``page_required``: deployed, it would not fit one Lambda response)."""
+    seconds, size, count, etag, cursor = 0.0, 0, 0, "", None
+    while True:
+        path = f"/api/v1/models?limit={page}" + (f"&cursor={cursor}" if cursor else "")
+        took, response = timed(stack.get, path, timeout=120)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {path} answered {response.status_code}: {response.text[:300]}")
+        seconds, size = seconds + took, size + len(response.content)
+        etag = etag or response.headers.get("ETag", "")
+        body = response.json()
+        count += len(body["models"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            return PagedRead(seconds, size, count, etag)

@@ -10,12 +10,14 @@ from typing import Any
 
 from tests.bench.common import (
     CATALOG_TABLE,
+    MODELS_PAGE,
     REPO,
     Goal,
     PeakRss,
     ScenarioResult,
     biggest_items,
     fmt,
+    read_all_pages,
     rss_mb,
     timed,
 )
@@ -32,7 +34,7 @@ ITEM_LIMIT_BYTES = 400 * 1024
 CHURN = 100
 
 
-PAGE = 5_000  # the largest page GET /api/v1/models gives
+PAGE = MODELS_PAGE
 
 
 def _post_refresh(stack: LocalStack, engine: Any = None) -> tuple[float, dict[str, Any]]:
@@ -48,23 +50,11 @@ def _post_refresh(stack: LocalStack, engine: Any = None) -> tuple[float, dict[st
 
 
 def _get_models(stack: LocalStack, expected: int) -> tuple[float, int]:
-    """Every model, as a client reads the catalog: pages of ``PAGE`` following ``next_cursor`` (an unpaged answer of
-    this size is refused with ``page_required``: deployed it would not fit one Lambda response). (seconds, bytes)."""
-    seconds, size, count, cursor = 0.0, 0, 0, None
-    while True:
-        path = f"/api/v1/models?limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
-        took, response = timed(stack.get, path, timeout=120)
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {path} answered {response.status_code}: {response.text[:300]}")
-        seconds, size = seconds + took, size + len(response.content)
-        body = response.json()
-        count += len(body["models"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            break
-    if count != expected:
-        raise RuntimeError(f"GET /api/v1/models returned {count} models, expected {expected}")
-    return seconds, size
+    """Every model, page by page (``read_all_pages``); (seconds, bytes)."""
+    read = read_all_pages(stack, PAGE)
+    if read.count != expected:
+        raise RuntimeError(f"GET /api/v1/models returned {read.count} models, expected {expected}")
+    return read.seconds, read.size
 
 
 def lambda_refresh(stack: LocalStack) -> dict[str, Any]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.core.query import encode_cursor
-from tests.bench.common import Goal, ScenarioResult, fmt, timed
+from tests.bench.common import MODELS_PAGE, Goal, ScenarioResult, fmt, read_all_pages, timed
 from tests.bench.data import SyntheticRegistry
 from tests.bench.stackctl import running_stack
 from tests.fakes.provider_server import FakeProviderServer
 from tests.stack import LocalStack
 
 SHARE_GOAL_PERCENT = 5.0
-PAGE = 5_000  # the largest page
+PAGE = MODELS_PAGE
 
 
 def _get(stack: LocalStack, path: str, expected_status: int, **headers: str) -> tuple[float, Any]:
@@ -25,18 +25,9 @@ def _get(stack: LocalStack, path: str, expected_status: int, **headers: str) -> 
 
 
 def _read_all(stack: LocalStack) -> tuple[float, int, str, int]:
-    """The whole catalog as a client reads it: pages of ``PAGE`` following ``next_cursor`` (unpaged, 20,000 models
-    are refused with ``page_required``). (seconds, bytes, the first page's ETag, models)."""
-    seconds, size, count, etag, cursor = 0.0, 0, 0, "", None
-    while True:
-        took, answer = _get(stack, f"/api/v1/models?limit={PAGE}" + (f"&cursor={cursor}" if cursor else ""), 200)
-        seconds, size = seconds + took, size + len(answer.content)
-        etag = etag or answer.headers["ETag"]
-        body = answer.json()
-        count += len(body["models"])
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seconds, size, etag, count
+    """The whole catalog, page by page (``read_all_pages``); (seconds, bytes, the first page's ETag, models)."""
+    read = read_all_pages(stack, PAGE)
+    return read.seconds, read.size, read.etag, read.count
 
 
 def run(quick: bool) -> ScenarioResult:
