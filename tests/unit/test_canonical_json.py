@@ -8,15 +8,15 @@ import json
 import math
 import random
 import struct
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from chalicelib.core.domain import canonical_json, canonical_json_bytes
+from tests.fakes.provider_server import FIXTURES_DIR
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "providers"
+PROVIDER_FIXTURES = sorted(path.name for path in FIXTURES_DIR.glob("*.json"))
 
 
 def reference(value: Any) -> bytes:
@@ -84,7 +84,11 @@ def test_the_edge_values_match_the_reference(value: Any) -> None:
     assert canonical_json(value) == reference(value).decode("utf-8")
 
 
-@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
+def test_the_provider_fixtures_are_found() -> None:
+    assert len(PROVIDER_FIXTURES) >= 10
+
+
+@pytest.mark.parametrize("fixture", PROVIDER_FIXTURES)
 def test_every_provider_fixture_matches_the_reference(fixture: str) -> None:
-    value = json.loads((FIXTURES / fixture).read_text(encoding="utf-8"))
+    value = json.loads((FIXTURES_DIR / fixture).read_text(encoding="utf-8"))
     assert canonical_json_bytes(value) == reference(value)
