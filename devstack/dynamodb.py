@@ -208,7 +208,7 @@ class SerializedDynamoApp:
                 self._log_write(operation, region, body)
             except WalError as exc:
                 return self._fail(exc)
-        self._note(operation, region, status, tables if counted else set(), durable)
+        self._note(region, tables if counted else set(), durable)
         return None
 
     def _log_write(self, operation: str, region: str, body: bytes) -> None:
@@ -246,11 +246,9 @@ class SerializedDynamoApp:
                 close()
         return captured["status"], captured["headers"], body
 
-    def _note(
-        self, operation: str, region: str, status: str, tables: set[str] = frozenset(), durable: bool = True
-    ) -> None:
-        if operation in READ_ONLY_OPERATIONS or not status.startswith("2"):
-            return
+    def _note(self, region: str, tables: set[str], durable: bool) -> None:
+        """A successful write (``_record`` filtered the rest): its region, its tables' counters, and the snapshot's
+        generation when it changed what a snapshot keeps."""
         with self._write_mutex:
             self.regions.add(region)
             for table in tables:
