@@ -27,6 +27,8 @@ def _get(stack: LocalStack, path: str, expected_status: int, **headers: str) -> 
 def _read_all(stack: LocalStack) -> tuple[float, int, str, int]:
     """The whole catalog, page by page (``read_all_pages``); (seconds, bytes, the first page's ETag, models)."""
     read = read_all_pages(stack, PAGE)
+    if not read.etag:
+        raise RuntimeError("GET /api/v1/models answered without an ETag")
     return read.seconds, read.size, read.etag, read.count
 
 
