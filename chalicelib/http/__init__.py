@@ -4,9 +4,10 @@ One ``HttpClient`` per refresh run owns one ``requests.Session`` (connection poo
 ``HttpClient.for_provider`` hands each fetch a ``ProviderHttp`` bound to that provider's timeout, deadline,
 credentials and redactor. Guarantees:
 
-- **Deadline.** Connect/read timeouts are ``min(timeout_ms, time left)``; a per-request watchdog shuts the
-  socket down when the deadline passes, so a server that trickles headers or body bytes cannot hold a fetch
-  past it (a read timeout alone only bounds the gap between two bytes). Retries never sleep past it.
+- **Deadline.** Connect/read timeouts are ``min(timeout_ms, time left)``; at each request's deadline a watchdog
+  (one thread for every request in the process) shuts its socket down, so a server that trickles headers or
+  body bytes cannot hold a fetch past it (a read timeout alone only bounds the gap between two bytes). Retries
+  never sleep past it.
 - **Retries.** 408/409/429/5xx and connection errors are retried with exponential backoff and jitter,
   honouring ``Retry-After`` (seconds or HTTP date), ``retry-after-ms`` and Google's ``RetryInfo`` up to
   ``RetryPolicy.retry_after_cap_s``; a longer wait than that fails at once with a reason saying so.

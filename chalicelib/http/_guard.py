@@ -7,9 +7,12 @@ down when the deadline passes and re-checks the connected peer's address (DNS re
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
@@ -118,6 +121,71 @@ def _address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
 _current = threading.local()
 
 
+def _nothing() -> None:
+    pass
+
+
+class _Alarm:
+    __slots__ = ("action", "cancelled", "when")
+
+    def __init__(self, when: float, action: Callable[[], None]):
+        self.when = when
+        self.action = action
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.action = _nothing  # what the action holds (a connection, its socket) is not kept until the deadline
+
+    def __lt__(self, other: _Alarm) -> bool:
+        return self.when < other.when
+
+
+class _Watchdog:
+    """One thread for every request's deadline, started on first use. A ``threading.Timer`` per request started
+    a thread per request: 20 concurrent fetches then queued 20 thread starts, each a hand-over of the
+    interpreter lock, before their requests went out (docs/benchmarks.md, refresh-all)."""
+
+    def __init__(self) -> None:
+        self._due: list[_Alarm] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._forget_thread)
+
+    def set(self, seconds: float, action: Callable[[], None]) -> _Alarm:
+        alarm = _Alarm(time.monotonic() + seconds, action)
+        with self._changed:
+            heapq.heappush(self._due, alarm)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="http-watchdog", daemon=True)
+                self._thread.start()
+            elif self._due[0] is alarm:
+                self._changed.notify()
+        return alarm
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._due and self._due[0].cancelled:
+                    heapq.heappop(self._due)  # cancelled alarms leave as they reach the front
+                wait = self._due[0].when - time.monotonic() if self._due else None
+                if wait is None or wait > 0:
+                    self._changed.wait(wait)
+                    continue
+                alarm = heapq.heappop(self._due)
+            try:
+                alarm.action()
+            except Exception:  # an alarm's failure must not stop the others
+                pass
+
+    def _forget_thread(self) -> None:
+        self._changed = threading.Condition()
+        self._thread = None
+
+
+_WATCHDOG = _Watchdog()
+
+
 class _Watch:
     """One request's watchdog: at the deadline it shuts the connection's socket down, which wakes a read
     blocked on a slow server (closing alone would not). Also re-checks the connected peer's address."""
@@ -129,7 +197,7 @@ class _Watch:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._sock: socket.socket | None = None
-        self._timer: threading.Timer | None = None
+        self._alarm: _Alarm | None = None
 
     def attach(self, conn: Any, sock: socket.socket | None) -> None:
         with self._lock:
@@ -150,13 +218,11 @@ class _Watch:
         self.guard.check_address(peer, self.host)
 
     def start(self, seconds: float) -> None:
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._alarm = _WATCHDOG.set(max(seconds, 0.0), self._fire)
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._alarm is not None:
+            self._alarm.cancel()
 
     def _fire(self) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from chalicelib.http import (
     parse_retry_after,
     provider_message,
 )
+from chalicelib.http._guard import _WATCHDOG
 from chalicelib.logs import JsonFormatter
 from tests.fakes import FakeProviderServer
 
@@ -230,6 +232,42 @@ def test_slow_drip_body_is_bounded_by_the_deadline(server: FakeProviderServer):
     reason = failure(lambda: harness.http(deadline_s=0.8, timeout_s=5).get_json(server.url + "/m", expect=EXPECT))
     assert "timed out after" in reason and "the refresh deadline" in reason
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.timeout(15)
+def test_concurrent_requests_share_one_watchdog_and_keep_their_own_deadlines(server: FakeProviderServer):
+    server.route("GET", "/slow", json={"data": []}, delay=30)
+    server.route("GET", "/fast", json={"data": []})
+    deadlines = {"a": 0.4, "b": 0.9, "c": 1.4}
+    ended: dict[str, float] = {}
+    started = time.monotonic()
+
+    def fetch(name: str) -> None:
+        http = Harness().http(deadline_s=deadlines[name], timeout_s=10)
+        failure(lambda: http.get_json(server.url + "/slow", expect=EXPECT))
+        ended[name] = time.monotonic() - started
+
+    threads = [threading.Thread(target=fetch, args=(name,)) for name in deadlines]
+    for thread in threads:
+        thread.start()
+    assert Harness().http().get_json(server.url + "/fast", expect=EXPECT) == {"data": []}  # its alarm is cancelled
+    for thread in threads:
+        thread.join()
+    for name, deadline in deadlines.items():
+        assert deadline <= ended[name] < deadline + 0.4, (name, ended)
+    assert sorted(ended, key=ended.__getitem__) == ["a", "b", "c"]
+    assert [t.name for t in threading.enumerate()].count("http-watchdog") == 1
+
+
+def test_the_watchdog_fires_alarms_in_deadline_order_and_never_a_cancelled_one():
+    fired: list[str] = []
+    done = threading.Event()
+    _WATCHDOG.set(0.3, lambda: (fired.append("late"), done.set()))
+    _WATCHDOG.set(0.1, lambda: fired.append("early"))
+    _WATCHDOG.set(0.2, lambda: fired.append("cancelled")).cancel()
+    _WATCHDOG.set(0.15, lambda: 1 / 0)  # a failing alarm stops none of the others
+    assert done.wait(5)
+    assert fired == ["early", "late"]
 
 
 def test_read_timeout_is_retried_then_reported(server: FakeProviderServer):
