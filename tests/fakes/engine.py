@@ -22,6 +22,7 @@ class FakeFetcher:
         self.in_flight = 0
         self.max_in_flight = 0
         self.calls: list[str] = []
+        self.threads: list[threading.Thread] = []  # the thread of each fetch, in call order
         self._lock = threading.Lock()
 
     def set(self, provider_id: str, *ids: str, context: int | None = None) -> None:
@@ -33,6 +34,7 @@ class FakeFetcher:
     def fetch(self, provider, deadline: float):
         with self._lock:
             self.calls.append(provider.id)
+            self.threads.append(threading.current_thread())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

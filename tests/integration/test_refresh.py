@@ -178,6 +178,15 @@ def test_providers_are_fetched_concurrently(world) -> None:
     assert world.fetcher.max_in_flight == 3
 
 
+def test_the_fetch_threads_are_kept_across_runs(world) -> None:
+    world.fetcher.delay = 0.1  # all three at once: three threads
+    world.service.refresh("all")
+    first = set(world.fetcher.threads)
+    world.fetcher.threads.clear()
+    world.service.refresh("all")
+    assert len(first) == 3 and set(world.fetcher.threads) <= first
+
+
 def test_a_lease_holder_that_lost_its_lease_cannot_commit(dynamodb_client, make_settings) -> None:
     """Fencing: A is paused past its lease, B takes over; A's late commit fails and writes nothing."""
     settings = make_settings(CONFIG)
