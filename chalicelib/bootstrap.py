@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from chalicelib.change_feed import ChangeFeed
     from chalicelib.entrypoints.websocket import WebsocketHandlers
     from chalicelib.events import EventPublisher, WebhookDispatcher, WebsocketSender
+    from chalicelib.http import KeptSession
     from chalicelib.oauth import OAuthTokenStore
     from chalicelib.refresh import Fetcher, RefreshEngine
     from chalicelib.secrets import SecretResolver
@@ -300,11 +301,18 @@ def _provider_fetcher_factory(settings: Settings, aws: AwsClients, secrets: Secr
                 token_store = _oauth_token_store(settings, aws)
             return token_store
 
+    kept_session: KeptSession | None = None
+
     def create() -> Fetcher:
-        """A new fetcher per run (it owns that run's HTTP session)."""
+        """A new fetcher per run; the HTTP session (its open connections) is kept from one run to the next."""
+        nonlocal kept_session
+        from chalicelib.http import KeptSession
         from chalicelib.providers import ProviderFetcher
 
-        return ProviderFetcher(settings, oauth_tokens(), secrets=secrets)
+        with lock:
+            if kept_session is None:
+                kept_session = KeptSession(settings.options.fetch_concurrency)
+        return ProviderFetcher(settings, oauth_tokens(), secrets=secrets, kept_session=kept_session)
 
     return create
 

@@ -1,6 +1,7 @@
 """The one HTTP layer every provider adapter uses: bounded, retried, size-capped, redacted and URL-safe.
 
-One ``HttpClient`` per refresh run owns one ``requests.Session`` (connection pooling across providers);
+One ``HttpClient`` per refresh run uses one ``requests.Session`` (connection pooling across providers), which the
+service keeps from one run to the next (``KeptSession``: a run reuses the connections the last one left open);
 ``HttpClient.for_provider`` hands each fetch a ``ProviderHttp`` bound to that provider's timeout, deadline,
 credentials and redactor. Guarantees:
 
@@ -23,7 +24,8 @@ credentials and redactor. Guarantees:
 
 The API (everything else is private to the package):
 
-- ``HttpClient``, ``ProviderHttp``, ``JsonResponse``, ``DEFAULT_MAX_BODY_BYTES``: the client (``_client``).
+- ``HttpClient``, ``ProviderHttp``, ``JsonResponse``, ``DEFAULT_MAX_BODY_BYTES``: the client (``_client``);
+  ``KeptSession``: the provider session kept from one refresh run to the next (its connections reused).
 - ``UrlGuard``, ``UnsafeUrlError``: the URL policy (``_guard``).
 - ``Redactor``: secrets out of reasons and logs (``_redact``).
 - ``RetryPolicy``, ``parse_retry_after``: when to retry and how long to wait (``_retry``).
@@ -32,7 +34,7 @@ The API (everything else is private to the package):
 - ``post_bytes``, ``PostOutcome``, ``url_problem``, ``new_session``: one guarded POST (webhook deliveries, ``_post``).
 """
 
-from chalicelib.http._client import DEFAULT_MAX_BODY_BYTES, HttpClient, JsonResponse, ProviderHttp
+from chalicelib.http._client import DEFAULT_MAX_BODY_BYTES, HttpClient, JsonResponse, KeptSession, ProviderHttp
 from chalicelib.http._guard import UnsafeUrlError, UrlGuard, new_session
 from chalicelib.http._post import PostOutcome, post_bytes, url_problem
 from chalicelib.http._reasons import JsonMembers, describe_json, provider_message
@@ -44,6 +46,7 @@ __all__ = [
     "HttpClient",
     "JsonMembers",
     "JsonResponse",
+    "KeptSession",
     "PostOutcome",
     "ProviderHttp",
     "Redactor",

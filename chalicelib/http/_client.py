@@ -71,8 +71,47 @@ class JsonResponse:
 AuthKind = str  # "api_key" | "oauth" | "none"
 
 
+# Connections idle longer than this are not reused: providers close idle keep-alive connections after a while (5 s
+# to a few minutes), and a request written into one they have just closed fails.
+KEPT_SESSION_IDLE_S = 30.0
+
+
+class KeptSession:
+    """One provider session lent to one refresh run after another, so that a run reuses the connections the last
+    one left open instead of connecting (and, deployed, shaking hands over TLS) to every provider again. A session
+    idle for more than ``idle_s`` is closed rather than lent. Thread-safe: runs may overlap (one waits for the lock)."""
+
+    def __init__(
+        self, pool_size: int, idle_s: float = KEPT_SESSION_IDLE_S, clock: Callable[[], float] = time.monotonic
+    ):
+        self._pool_size = pool_size
+        self._idle_s = idle_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._lent = 0
+        self._idle_since = 0.0
+
+    def lend(self) -> requests.Session:
+        with self._lock:
+            stale = self._lent == 0 and self._clock() - self._idle_since > self._idle_s
+            if self._session is not None and stale:
+                self._session.close()
+                self._session = None
+            if self._session is None:
+                self._session = new_session(self._pool_size)
+            self._lent += 1
+            return self._session
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._lent -= 1
+            self._idle_since = self._clock()
+
+
 class HttpClient:
-    """One per refresh run: the shared session and the policies. Thread-safe; one ``ProviderHttp`` per fetch."""
+    """One per refresh run: the session (its own, or one lent to it) and the policies. Thread-safe; one
+    ``ProviderHttp`` per fetch."""
 
     def __init__(
         self,
@@ -88,6 +127,7 @@ class HttpClient:
         rng: Callable[[], float] = random.random,
     ):
         self.guard = guard
+        self._owns_session = session is None  # a session given to it is not its to close
         self.session = session or new_session(pool_size)
         self.max_body_bytes = max_body_bytes
         self.retry = retry
@@ -129,7 +169,8 @@ class HttpClient:
         )
 
     def close(self) -> None:
-        self.session.close()
+        if self._owns_session:
+            self.session.close()
 
 
 @dataclass

@@ -23,7 +23,7 @@ from chalicelib.providers.kinds import KINDS
 if TYPE_CHECKING:
     from chalicelib.catalog_config import ProviderConfig
     from chalicelib.core.domain import ModelRecord
-    from chalicelib.http import RetryPolicy, UrlGuard
+    from chalicelib.http import KeptSession, RetryPolicy, UrlGuard
     from chalicelib.oauth import TokenStore
     from chalicelib.secrets import SecretResolver
     from chalicelib.settings import Settings
@@ -34,11 +34,13 @@ _SENSITIVE_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie|session|signat
 
 
 class ProviderFetcher:
-    """One per refresh run: owns a ``requests.Session`` shared by all adapters; ``fetch()`` is thread-safe
-    (the engine calls it from a thread pool, one provider per thread).
+    """One per refresh run: one ``requests.Session`` shared by all adapters (its own, or borrowed from
+    ``kept_session`` until ``close``); ``fetch()`` is thread-safe (the engine calls it from a thread pool, one
+    provider per thread).
 
     Keyword-only arguments are seams for tests and wiring: ``secrets`` (a ``SecretResolver``),
     ``url_guard`` (``chalicelib.http.UrlGuard``; default from ``settings.allow_private_urls``), ``session``,
+    ``kept_session`` (``chalicelib.http.KeptSession``: the session kept across runs),
     ``sleep``/``clock`` (monotonic, the deadline's clock)/``wall_clock`` (token expiry, Retry-After dates),
     ``max_body_bytes`` and ``retry`` (``RetryPolicy``)."""
 
@@ -50,6 +52,7 @@ class ProviderFetcher:
         secrets: SecretResolver | None = None,
         url_guard: UrlGuard | None = None,
         session: Any = None,
+        kept_session: KeptSession | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -65,6 +68,11 @@ class ProviderFetcher:
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
+        self._kept_session = kept_session
+        if kept_session is not None and session is None:
+            session = kept_session.lend()
+        else:
+            self._kept_session = None
         self._http = HttpClient(
             url_guard or UrlGuard(allow_private=settings.allow_private_urls),
             session=session,
@@ -160,6 +168,9 @@ class ProviderFetcher:
 
     def close(self) -> None:
         self._http.close()
+        if self._kept_session is not None:
+            self._kept_session.give_back()
+            self._kept_session = None
 
     def __enter__(self) -> ProviderFetcher:
         return self

@@ -83,6 +83,8 @@ class _State:
     max_in_flight: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
+    connections: int = 0  # TCP connections accepted so far
+    open_sockets: set[socket.socket] = field(default_factory=set)
 
 
 def _encode(body: Body) -> tuple[bytes, str | None]:
@@ -103,6 +105,14 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # Headers and body are separate writes: without NODELAY, Nagle + delayed ACK add ~40 ms per request.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.state.lock:
+            self.server.state.connections += 1
+            self.server.state.open_sockets.add(self.request)
+
+    def finish(self) -> None:
+        with self.server.state.lock:
+            self.server.state.open_sockets.discard(self.request)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass
@@ -224,6 +234,21 @@ class FakeProviderServer:
         """The largest number of requests for ``path`` that were being handled at the same time."""
         with self._server.state.lock:
             return self._server.state.max_in_flight.get(path, 0)
+
+    def connections(self) -> int:
+        """How many TCP connections clients have opened so far (kept-alive requests share one)."""
+        with self._server.state.lock:
+            return self._server.state.connections
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side, as a server does with idle keep-alive ones."""
+        with self._server.state.lock:
+            sockets = list(self._server.state.open_sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self) -> None:
         self._server.state.closing.set()

@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from chalicelib.catalog_config import ProviderConfig
 from chalicelib.errors import ProviderError
+from chalicelib.http import KeptSession
 from chalicelib.providers import ProviderFetcher
 from chalicelib.secrets import SecretResolver
 from tests.fakes import FakeProviderServer, fetch_once, fixture_json
@@ -131,3 +132,53 @@ def test_private_urls_follow_the_settings(make_settings, server):
         fetch_once(settings, openai(server))
     assert caught.value.reason.endswith("does not use https:// (set MODEL_CATALOG_ALLOW_PRIVATE_URLS=1 to allow http)")
     assert server.requests() == []
+
+
+# ------------------------------------------------------------------ the session kept from one run to the next
+
+
+def _runs(settings, server, kept, count: int = 2) -> None:
+    for _ in range(count):
+        fetch_once(settings, openai(server), kept_session=kept)
+
+
+def test_a_kept_session_reuses_the_last_runs_connection(make_settings, server):
+    settings = make_settings("", OPENAI_API_KEY=KEY)
+    _runs(settings, server, KeptSession(pool_size=4))
+    assert server.connections() == 1 and len(server.requests()) == 2
+    _runs(settings, server, None)  # negative control: each run's own session connects again
+    assert server.connections() == 3
+
+
+def test_a_kept_session_idle_too_long_is_closed_and_a_new_one_connects(make_settings, server):
+    settings = make_settings("", OPENAI_API_KEY=KEY)
+    now = [100.0]
+    kept = KeptSession(pool_size=4, idle_s=30, clock=lambda: now[0])
+    _runs(settings, server, kept)
+    now[0] += 31
+    _runs(settings, server, kept)
+    assert server.connections() == 2 and len(server.requests()) == 4
+
+
+def test_a_kept_session_is_not_closed_while_a_run_has_it():
+    now = [100.0]
+    kept = KeptSession(pool_size=4, idle_s=30, clock=lambda: now[0])
+    first = kept.lend()
+    now[0] += 60  # the first run is long; the second starts meanwhile (it waits for the lock)
+    second = kept.lend()
+    assert second is first
+    kept.give_back()
+    kept.give_back()
+    assert kept.lend() is first  # idle since it came back, not since it was first lent
+
+
+def test_a_connection_the_provider_closed_between_runs_is_not_reused(make_settings, server, logs):
+    settings = make_settings("", OPENAI_API_KEY=KEY)
+    kept = KeptSession(pool_size=4)
+    _runs(settings, server, kept, count=1)
+    server.drop_connections()  # the provider's keep-alive timeout
+    time.sleep(0.1)
+    _runs(settings, server, kept, count=1)
+    assert server.connections() == 2 and len(server.requests()) == 2
+    fetched = [json.loads(line) for line in logs if '"provider fetched"' in line]
+    assert [entry["requests"] for entry in fetched] == [1, 1]  # no failed attempt, no retry
