@@ -22,8 +22,9 @@ What it does, like API Gateway:
   and no ``permessage-deflate``, like API Gateway.
 
 Handlers block (DynamoDB, HTTP), so every invocation runs on a worker thread; the event loop only moves frames.
-A handler may call ``@connections`` for its own connection (a reply to ``subscribe``): the management server
-runs on its own threads and hands the frame to the event loop, which is free.
+A handler may call ``@connections`` for its own connection (a reply to ``subscribe``): the management API is an
+HTTP/1.1 server (keep-alive, ``Content-Length`` bodies) on the same event loop, which is free while the handler
+waits for the answer.
 
 Messages of one connection are handled one after another, in order (API Gateway gives no ordering guarantee;
 the local gateway is stricter, which only removes races). A client whose TCP connection breaks during the
@@ -41,17 +42,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
+import random
 import secrets
 import socket
 import string
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -133,9 +137,18 @@ def _iso(epoch_s: float) -> str:
     return utc_iso(epoch_s)
 
 
-def _random_id(length: int) -> str:
-    # One draw from the OS's random source per id, not one per character (a connect makes three ids).
-    number = secrets.randbelow(len(_ID_ALPHABET) ** length)
+# Request ids name a request in logs; unlike connection ids they need no unpredictability, and the OS's random
+# source costs a system call per draw (three ids per delivery).
+_request_ids = random.Random()
+
+
+def _request_id() -> str:
+    return _random_id(16, _request_ids.randrange) + "="
+
+
+def _random_id(length: int, draw: Callable[[int], int] = secrets.randbelow) -> str:
+    # One draw per id, not one per character (a connect makes three ids).
+    number = draw(len(_ID_ALPHABET) ** length)
     chars = []
     for _ in range(length):
         number, index = divmod(number, len(_ID_ALPHABET))
@@ -177,7 +190,7 @@ def text_frames(data: bytes, max_frame_bytes: int) -> list[str] | list[bytes]:
 
 
 class LocalWebSocketGateway:
-    """The WebSocket server (asyncio, own thread) and the ``@connections`` HTTP server (own threads)."""
+    """The WebSocket server and the ``@connections`` HTTP server, both on one asyncio loop (its own thread)."""
 
     def __init__(
         self,
@@ -223,8 +236,8 @@ class LocalWebSocketGateway:
         self._server: Server | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()  # loop-thread only
-        self._management: _ManagementServer | None = None
-        self._management_thread: threading.Thread | None = None
+        self._management: asyncio.Server | None = None
+        self._management_api = _ManagementApi(self)
         self.port = 0
         self.management_port = 0
 
@@ -244,21 +257,11 @@ class LocalWebSocketGateway:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._management = _ManagementServer(self, self._management_sock, (self._host, self._management_port))
-        self.management_port = self._management.server_address[1]
-        self._management_thread = threading.Thread(
-            target=self._management.serve_forever, name="ws-management", daemon=True
-        )
-        self._management_thread.start()
         self._loop = asyncio.new_event_loop()
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run_loop, args=(started,), name="ws-gateway", daemon=True)
         self._thread.start()
-        try:
-            started.result(timeout=15)
-        except BaseException:
-            self._stop_management()
-            raise
+        started.result(timeout=15)
         log.info(
             "websocket gateway serving",
             extra={"ws_url": self.ws_url, "management_endpoint": self.management_endpoint},
@@ -271,9 +274,13 @@ class LocalWebSocketGateway:
         try:
             self._server = loop.run_until_complete(self._serve())
             self.port = self._server.sockets[0].getsockname()[1]
+            self._management = loop.run_until_complete(self._serve_management())
+            self.management_port = self._management.sockets[0].getsockname()[1]
             self._reaper = loop.create_task(self._reap())
         except BaseException as exc:
             started.set_exception(exc)
+            if self._server is not None:
+                self._server.close()
             loop.close()
             return
         started.set_result(None)
@@ -300,6 +307,14 @@ class LocalWebSocketGateway:
             return await serve(self._handle, sock=self._sock, **options)
         return await serve(self._handle, self._host, self._port, **options)
 
+    async def _serve_management(self) -> asyncio.Server:
+        api = self._management_api
+        if self._management_sock is not None:
+            return await asyncio.start_server(api.serve_client, sock=self._management_sock, limit=_MAX_HEAD_BYTES)
+        return await asyncio.start_server(
+            api.serve_client, self._host, self._management_port, limit=_MAX_HEAD_BYTES
+        )
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """Close every client with 1001 (each gets its ``$disconnect``), then stop both servers."""
         loop = self._loop
@@ -309,17 +324,8 @@ class LocalWebSocketGateway:
                 future.result(timeout=timeout_s + 5)
             loop.call_soon_threadsafe(loop.stop)
             self._thread.join(timeout=5)
-        self._stop_management()
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("websocket gateway stopped")
-
-    def _stop_management(self) -> None:
-        if self._management is not None:
-            self._management.shutdown()
-            self._management.server_close()
-            self._management = None
-        if self._management_thread is not None:
-            self._management_thread.join(timeout=5)
 
     async def _shutdown(self, timeout_s: float) -> None:
         if self._reaper is not None:
@@ -338,6 +344,11 @@ class LocalWebSocketGateway:
             _done, pending = await asyncio.wait(set(self._background), timeout=5)
             for task in pending:
                 task.cancel()
+        if self._management is not None:
+            self._management.close()
+            self._management_api.disconnect_all()  # kept-alive clients: the server would wait for them
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._management.wait_closed(), 5)
 
     # -- handler invocation -------------------------------------------------------------------------
     async def _invoke(self, handler_name: str, event: dict[str, Any]) -> Any:
@@ -353,14 +364,14 @@ class LocalWebSocketGateway:
         return {
             "routeKey": route_key,
             "eventType": event_type,
-            "extendedRequestId": _random_id(16) + "=",
+            "extendedRequestId": _request_id(),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "messageDirection": "IN",
             "stage": self.stage,
             "connectedAt": int(connected_at * 1000),
             "requestTimeEpoch": int(now * 1000),
             "identity": identity,
-            "requestId": _random_id(16) + "=",
+            "requestId": _request_id(),
             "domainName": self.domain_name,
             "connectionId": connection_id,
             "apiId": self.api_id,
@@ -476,7 +487,7 @@ class LocalWebSocketGateway:
             connection.connected_at,
             self._identity(connection.source_ip, connection.user_agent),
         )
-        context["messageId"] = _random_id(16) + "="
+        context["messageId"] = _request_id()
         event = {"requestContext": context, "body": body, "isBase64Encoded": False}
         try:
             await self._invoke("ws_message", event)
@@ -536,7 +547,7 @@ class LocalWebSocketGateway:
                 log.info("closing websocket", extra={"connection_id": connection.connection_id, "reason": reason})
                 self._in_background(connection.websocket.close(1001, "Going away"))
 
-    # -- @connections (called from the management server's threads) --------------------------------
+    # -- @connections: coroutines on the loop (the management API's), and the same for other threads ----------
     def _find(self, connection_id: str) -> LocalConnection:
         with self._registry_lock:
             connection = self._connections.get(connection_id)
@@ -561,6 +572,9 @@ class LocalWebSocketGateway:
             raise
 
     def post_to_connection(self, connection_id: str, data: bytes) -> None:
+        self._run_on_loop(self._post_to_connection(connection_id, data), self.send_timeout_s)
+
+    async def _post_to_connection(self, connection_id: str, data: bytes) -> None:
         if len(data) > self.max_message_bytes:
             raise PayloadTooLargeError(f"{len(data)} bytes exceeds the {self.max_message_bytes} byte message limit")
         with self._registry_lock:
@@ -569,23 +583,22 @@ class LocalWebSocketGateway:
                 raise LimitExceededError("Limit Exceeded")
         connection = self._find(connection_id)
         frames = text_frames(data, self.max_frame_bytes)
-
-        async def send() -> None:
-            if not connection.opened.is_set():
-                await connection.opened.wait()
-            if connection.closing:
-                raise GoneError(connection_id)
-            try:
-                await connection.websocket.send(frames[0] if len(frames) == 1 else frames)
-            except ConnectionClosed:
-                raise GoneError(connection_id) from None
-
-        self._run_on_loop(send(), self.send_timeout_s)
+        if not connection.opened.is_set():
+            await connection.opened.wait()
+        if connection.closing:
+            raise GoneError(connection_id)
+        try:
+            await connection.websocket.send(frames[0] if len(frames) == 1 else frames)
+        except ConnectionClosed:
+            raise GoneError(connection_id) from None
 
     def get_connection(self, connection_id: str) -> dict[str, Any]:
         return self._find(connection_id).describe()
 
     def delete_connection(self, connection_id: str) -> None:
+        self._run_on_loop(self._delete_connection(connection_id), self.send_timeout_s + 5)
+
+    async def _delete_connection(self, connection_id: str) -> None:
         connection = self._find(connection_id)
         connection.closing = True
         connection.close_reason = "Connection deleted through @connections"
@@ -595,23 +608,22 @@ class LocalWebSocketGateway:
                 await connection.opened.wait()
             await connection.websocket.close(1000, "")
 
-        with contextlib.suppress(concurrent.futures.TimeoutError):
-            self._run_on_loop(close(), self.send_timeout_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(close(), self.send_timeout_s)
 
     def drop_connection(self, connection_id: str) -> None:
         """Test hook: the TCP connection vanishes and ``$disconnect`` is never called."""
+        self._run_on_loop(self._drop_connection(connection_id), self.send_timeout_s)
+
+    async def _drop_connection(self, connection_id: str) -> None:
         connection = self._find(connection_id)
         connection.dropped = True
         connection.closing = True
         with self._registry_lock:
             self._connections.pop(connection_id, None)
-
-        async def abort() -> None:
-            transport = connection.websocket.transport
-            if transport is not None:
-                transport.abort()
-
-        self._run_on_loop(abort(), self.send_timeout_s)
+        transport = connection.websocket.transport
+        if transport is not None:
+            transport.abort()
 
     def simulate_limit_exceeded(self, count: int) -> None:
         with self._registry_lock:
@@ -639,119 +651,172 @@ def _reject(websocket: ServerConnection, status: HTTPStatus, message: str) -> Re
 
 
 # -- the @connections management API --------------------------------------------------------------------
-class _ManagementServer(ThreadingHTTPServer):
-    daemon_threads = True
+# An HTTP/1.1 server on the gateway's own event loop: a send reaches its WebSocket without crossing threads. (A
+# threaded http.server cost about a quarter of the stack's CPU per delivery in a 1,000-client fan-out: a thread
+# per connection, header parsing through the email package, and a hand-over to the loop and back per request.)
+_MAX_HEAD_BYTES = 64 * 1024
+_MANAGEMENT_IDLE_S = 120.0  # a kept-alive client silent this long is disconnected
 
-    def __init__(self, gateway: LocalWebSocketGateway, sock: socket.socket | None, address: tuple[str, int]):
-        self.gateway = gateway
-        if sock is None:
-            super().__init__(address, _ManagementHandler)
+
+class _BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, error_type: str, message: str):
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+
+
+def _http_response(status: HTTPStatus, body: bytes, error_type: str | None, keep_alive: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status.value} {status.phrase}",
+        f"Date: {_http_date()}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        f"x-amzn-RequestId: {uuid.UUID(int=_request_ids.getrandbits(128), version=4)}",
+    ]
+    if error_type:
+        lines.append(f"x-amzn-ErrorType: {error_type}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@functools.lru_cache(maxsize=2)
+def _http_date_of(second: int) -> str:
+    return formatdate(second, usegmt=True)
+
+
+def _http_date() -> str:
+    return _http_date_of(int(time.time()))
+
+
+def _error_body(message: str) -> bytes:
+    return json.dumps({"message": message}).encode()
+
+
+def _parse_head(head: bytes) -> tuple[str, str, bool, int]:
+    """(method, target, keep-alive, Content-Length) of a request head; ``_BadRequest`` if it cannot be served."""
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "BadRequestException", "malformed request line")
+    method, target, version = parts
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "BadRequestException", "malformed header line")
+        headers[name.lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    if "transfer-encoding" in headers:
+        raise _BadRequest(HTTPStatus.LENGTH_REQUIRED, "BadRequestException", "a Content-Length is required")
+    try:
+        length = int(headers.get("content-length") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "BadRequestException", "bad Content-Length")
+    if length > _MAX_READ_BYTES:
+        raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PayloadTooLargeException", "payload too large")
+    return method, target, keep_alive, length
+
+
+class _ManagementApi:
+    """The requests of one gateway's ``@connections`` API (``/{stage}/@connections/{id}``, and the test hooks)."""
+
+    def __init__(self, gateway: LocalWebSocketGateway):
+        self._gateway = gateway
+        self._clients: set[asyncio.StreamWriter] = set()  # loop-thread only
+
+    def disconnect_all(self) -> None:
+        for writer in list(self._clients):
+            writer.close()
+
+    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients = self._clients
+        clients.add(writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _MANAGEMENT_IDLE_S)
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, TimeoutError):
+                    return
+                try:
+                    method, target, keep_alive, length = _parse_head(head[:-4])
+                except _BadRequest as bad:
+                    writer.write(_http_response(bad.status, _error_body(bad.message), bad.error_type, False))
+                    await writer.drain()
+                    return
+                try:
+                    body = await reader.readexactly(length) if length else b""
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                status, payload, error_type = await self.handle(method, target, body)
+                writer.write(_http_response(status, payload, error_type, keep_alive))
+                await writer.drain()
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("management request", extra={"line": f"{method} {target} {status.value}"})
+                if not keep_alive:
+                    return
+        except ConnectionError:
             return
-        super().__init__(sock.getsockname()[:2], _ManagementHandler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock
-        self.server_address = sock.getsockname()[:2]
-        self.server_name = self.server_address[0]
-        self.server_port = self.server_address[1]
+        finally:
+            clients.discard(writer)
+            writer.close()
 
-
-class _ManagementHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "model-catalog-local-gateway"
-    # Headers and body are written separately: without this, an answer with a body (a 410) waits for the client's
-    # delayed ACK of the headers on a kept-alive connection (40 ms).
-    disable_nagle_algorithm = True
-    server: _ManagementServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("management request", extra={"line": format % args})
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        gateway = self.server.gateway
-        parts = urlsplit(self.path)
+    async def handle(self, method: str, target: str, body: bytes) -> tuple[HTTPStatus, bytes, str | None]:
+        gateway = self._gateway
+        if method not in ("GET", "POST", "DELETE"):
+            return HTTPStatus.NOT_IMPLEMENTED, _error_body(f"Unsupported method ({method!r})"), None
+        parts = urlsplit(target)
         segments = parts.path.split("/")
-        body = self._read_body()
-        if body is None:
-            return
         if gateway.test_hooks and len(segments) >= 3 and segments[1] == "_test":
-            self._test_hook(method, segments[2:], parse_qs(parts.query))
-            return
+            return await self._test_hook(method, segments[2:], parse_qs(parts.query))
         # /{stage}/@connections/{id}
         if len(segments) != 4 or segments[2] != "@connections" or not segments[3]:
-            self._error(HTTPStatus.FORBIDDEN, "ForbiddenException", "Missing Authentication Token")
-            return
+            return _failure(HTTPStatus.FORBIDDEN, "ForbiddenException", "Missing Authentication Token")
         if segments[1] != gateway.stage:
-            self._error(HTTPStatus.FORBIDDEN, "ForbiddenException", f"unknown stage {segments[1]!r}")
-            return
+            return _failure(HTTPStatus.FORBIDDEN, "ForbiddenException", f"unknown stage {segments[1]!r}")
         connection_id = unquote(segments[3])
         try:
             if method == "POST":
-                gateway.post_to_connection(connection_id, body)
-                self._reply(HTTPStatus.OK, b"")
-            elif method == "GET":
-                self._reply(HTTPStatus.OK, json.dumps(gateway.get_connection(connection_id)).encode())
-            else:
-                gateway.delete_connection(connection_id)
-                self._reply(HTTPStatus.NO_CONTENT, b"")
+                await asyncio.wait_for(gateway._post_to_connection(connection_id, body), gateway.send_timeout_s)
+                return HTTPStatus.OK, b"", None
+            if method == "GET":
+                return HTTPStatus.OK, json.dumps(gateway.get_connection(connection_id)).encode(), None
+            await gateway._delete_connection(connection_id)
+            return HTTPStatus.NO_CONTENT, b"", None
         except GoneError:
-            self._error(HTTPStatus.GONE, "GoneException", f"connection {connection_id} is gone")
+            return _failure(HTTPStatus.GONE, "GoneException", f"connection {connection_id} is gone")
         except PayloadTooLargeError as exc:
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PayloadTooLargeException", str(exc))
+            return _failure(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PayloadTooLargeException", str(exc))
         except LimitExceededError as exc:
-            self._error(HTTPStatus.TOO_MANY_REQUESTS, "LimitExceededException", str(exc))
-        except concurrent.futures.TimeoutError:
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerErrorException", "send timed out")
+            return _failure(HTTPStatus.TOO_MANY_REQUESTS, "LimitExceededException", str(exc))
+        except TimeoutError:
+            return _failure(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalServerErrorException", "send timed out")
 
-    def _test_hook(self, method: str, segments: list[str], query: dict[str, list[str]]) -> None:
-        gateway = self.server.gateway
+    async def _test_hook(
+        self, method: str, segments: list[str], query: dict[str, list[str]]
+    ) -> tuple[HTTPStatus, bytes, str | None]:
+        gateway = self._gateway
         try:
             if method == "POST" and segments[0] == "drop" and len(segments) == 2:
-                gateway.drop_connection(unquote(segments[1]))
-                self._reply(HTTPStatus.NO_CONTENT, b"")
-            elif method == "POST" and segments == ["limit_exceeded"]:
+                await gateway._drop_connection(unquote(segments[1]))
+                return HTTPStatus.NO_CONTENT, b"", None
+            if method == "POST" and segments == ["limit_exceeded"]:
                 gateway.simulate_limit_exceeded(int((query.get("count") or ["1"])[0]))
-                self._reply(HTTPStatus.NO_CONTENT, b"")
-            elif method == "GET" and segments == ["connections"]:
-                self._reply(HTTPStatus.OK, json.dumps({"connections": gateway.connection_ids()}).encode())
-            else:
-                self._error(HTTPStatus.NOT_FOUND, "NotFoundException", "unknown test hook")
+                return HTTPStatus.NO_CONTENT, b"", None
+            if method == "GET" and segments == ["connections"]:
+                return HTTPStatus.OK, json.dumps({"connections": gateway.connection_ids()}).encode(), None
+            return _failure(HTTPStatus.NOT_FOUND, "NotFoundException", "unknown test hook")
         except GoneError:
-            self._error(HTTPStatus.GONE, "GoneException", "connection is gone")
+            return _failure(HTTPStatus.GONE, "GoneException", "connection is gone")
         except ValueError as exc:
-            self._error(HTTPStatus.BAD_REQUEST, "BadRequestException", str(exc))
+            return _failure(HTTPStatus.BAD_REQUEST, "BadRequestException", str(exc))
 
-    def _read_body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > _MAX_READ_BYTES:
-            self.close_connection = True
-            status = HTTPStatus.BAD_REQUEST if length < 0 else HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-            code = "BadRequestException" if length < 0 else "PayloadTooLargeException"
-            self._error(status, code, "bad Content-Length" if length < 0 else "payload too large")
-            return None
-        return self.rfile.read(length) if length else b""
 
-    def _reply(self, status: HTTPStatus, body: bytes, error_type: str | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if error_type:
-            self.send_header("x-amzn-ErrorType", error_type)
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-
-    def _error(self, status: HTTPStatus, error_type: str, message: str) -> None:
-        self._reply(status, json.dumps({"message": message}).encode(), error_type)
+def _failure(status: HTTPStatus, error_type: str, message: str) -> tuple[HTTPStatus, bytes, str | None]:
+    return status, _error_body(message), error_type

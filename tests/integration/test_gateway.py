@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import threading
 import time
 from typing import Any
@@ -432,6 +433,71 @@ def test_wrong_stage_or_path_is_forbidden(gateway: LocalWebSocketGateway) -> Non
         response = requests.post(url, data=b"x", timeout=10)
         assert response.status_code == 403, url
         assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+
+
+def _raw_exchange(gateway: LocalWebSocketGateway, data: bytes, answers: int = 1) -> list[bytes]:
+    """Send raw bytes to the management API; the answers (status line and headers, up to ``answers``), then b""
+    once the gateway closed the connection (or nothing more if it kept it open)."""
+    seen: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", gateway.management_port), timeout=5) as sock:
+        sock.sendall(data)
+        buffered = b""
+        while len(seen) < answers + 1:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                seen.append(b"")
+                break
+            buffered += chunk
+            while b"\r\n\r\n" in buffered:
+                head, _, buffered = buffered.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                buffered = buffered[length:]
+                seen.append(head)
+            if len(seen) == answers:
+                sock.settimeout(0.5)
+    return seen
+
+
+def test_management_api_keeps_connections_alive_and_closes_on_request(gateway: LocalWebSocketGateway) -> None:
+    get = b"GET /local/@connections/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    kept = _raw_exchange(gateway, get + get, answers=2)
+    assert [answer.split(b"\r\n")[0] for answer in kept] == [b"HTTP/1.1 410 Gone"] * 2  # and no close after them
+    closing = _raw_exchange(gateway, get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + get, answers=1)
+    assert closing[0].startswith(b"HTTP/1.1 410 Gone") and b"Connection: close" in closing[0]
+    assert closing[1:] == [b""]  # closed: the second request was not answered
+
+
+def test_management_api_refuses_malformed_requests_and_closes(gateway: LocalWebSocketGateway) -> None:
+    cases = {
+        b"NONSENSE\r\n\r\n": 400,
+        b"POST /local/@connections/x HTTP/1.1\r\nbroken header\r\n\r\n": 400,
+        b"POST /local/@connections/x HTTP/1.1\r\nContent-Length: -3\r\n\r\n": 400,
+        b"POST /local/@connections/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n": 411,
+        b"POST /local/@connections/x HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n": 413,
+        b"PUT /local/@connections/x HTTP/1.1\r\n\r\n": 501,
+    }
+    for request, status in cases.items():
+        answers = _raw_exchange(gateway, request)
+        assert answers[0].split(b" ")[:2] == [b"HTTP/1.1", str(status).encode()], request
+        if status != 501:
+            assert answers[1:] == [b""], request  # the connection cannot be trusted after it: closed
+
+
+def test_stop_does_not_wait_for_kept_alive_management_clients(app: FakeApp) -> None:
+    gateway = LocalWebSocketGateway(app, test_hooks=True)
+    gateway.start()
+    idle = socket.create_connection(("127.0.0.1", gateway.management_port), timeout=5)
+    idle.sendall(b"GET /local/@connections/nope HTTP/1.1\r\n\r\n")
+    assert idle.recv(65536).startswith(b"HTTP/1.1 410")
+    started = time.monotonic()
+    gateway.stop()
+    assert time.monotonic() - started < 5
+    assert idle.recv(65536) == b""  # the gateway closed it
+    idle.close()
 
 
 # -- test hooks -------------------------------------------------------------------------------------------
