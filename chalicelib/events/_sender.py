@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -58,14 +58,20 @@ class SignedConnectionsClient:
         from botocore.httpsession import get_cert_path
 
         self._endpoint = endpoint.rstrip("/")
+        self._path = urlsplit(self._endpoint).path
         self._region = region
         self._credentials = credentials
         self._sleep = sleep
-        self._pool = urllib3.PoolManager(
+        # One host: its connection pool itself, not a PoolManager (which parses and keys every URL to find it).
+        # Verified against the CA bundle botocore verifies AWS endpoints with.
+        https = self._endpoint.startswith("https:")
+        tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": get_cert_path(True)} if https else {}
+        self._pool = urllib3.connection_from_url(
+            self._endpoint,
             maxsize=pool_size,
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             retries=False,
-            ca_certs=get_cert_path(True),  # the CA bundle botocore verifies AWS endpoints with
+            **tls,
         )
 
     @classmethod
@@ -77,13 +83,14 @@ class SignedConnectionsClient:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
+        path = f"{self._path}/@connections/{quote(ConnectionId, safe='-._~')}"
         url = f"{self._endpoint}/@connections/{quote(ConnectionId, safe='-._~')}"
         for attempt in range(1, _ATTEMPTS + 1):
             request = AWSRequest(method="POST", url=url, data=Data)
             SigV4Auth(self._credentials().get_frozen_credentials(), "execute-api", self._region).add_auth(request)
             try:
-                response = self._pool.request(
-                    "POST", url, body=Data, headers=dict(request.headers.items()), preload_content=True
+                response = self._pool.urlopen(
+                    "POST", path, body=Data, headers=dict(request.headers.items()), preload_content=True, redirect=False
                 )
             except Exception as exc:  # a dropped or refused connection, a timeout
                 if attempt == _ATTEMPTS:

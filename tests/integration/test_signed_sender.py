@@ -159,3 +159,13 @@ def test_transient_failures_are_tried_three_times(recorder: str) -> None:
     with pytest.raises(ClientError) as failed:
         client.post_to_connection(ConnectionId="a=", Data=b"x")
     assert len(Recorder.seen) == 3 and failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 504
+
+
+def test_a_deployed_endpoint_is_reached_over_verified_tls_on_one_pool() -> None:
+    from botocore.httpsession import get_cert_path
+
+    client = SignedConnectionsClient("https://abc123.execute-api.eu-west-1.amazonaws.com/prod", "eu-west-1",
+                                     lambda: CREDENTIALS)
+    pool = client._pool
+    assert (pool.scheme, pool.host, pool.port) == ("https", "abc123.execute-api.eu-west-1.amazonaws.com", 443)
+    assert pool.cert_reqs == "CERT_REQUIRED" and pool.ca_certs == get_cert_path(True)
