@@ -63,9 +63,11 @@ def _refresh_all(result: ScenarioResult, goal: Goal) -> str:
             "on the serialized embedded DynamoDB; against DynamoDB they are a few round trips."
         )
     parts.append(
-        "The rest is the fetch itself: 20 concurrent requests cost ~1.5–3 ms of Python CPU each (request setup, a "
-        "watchdog timer, parsing, limits, fingerprint), all under one interpreter lock, so the slowest of 20 answers "
-        "arrives 20–40 ms after its 300 ms, more under load; the one-provider refresh shows the fixed part."
+        "The rest is the fetch itself: 20 concurrent requests cost ~1 ms of Python CPU each (the request, parsing, "
+        "limits, fingerprint), all under one interpreter lock, so the slowest of 20 answers arrives ~15 ms after its "
+        "300 ms, more under load; the one-provider refresh shows the fixed part (the lock's two writes, the HTTP "
+        "request). The fetch threads, the deadline watchdog and the HTTP session (its open connections) are kept "
+        "from one run to the next."
     )
     return " ".join(parts)
 
@@ -76,8 +78,8 @@ def _fanout(result: ScenarioResult, goal: Goal) -> str:
     rate = _median(result, "deliveries/s (server")
     return (
         f"The first client got the event after {fmt(first)} s (refresh + commit), the HTTP response (after the "
-        f"fan-out) came at {fmt(response)} s; the server sent {fmt(rate)} messages/s: 16 threads each POSTing to the "
-        "local `@connections` API, which hands every frame to the gateway's event loop."
+        f"fan-out) came at {fmt(response)} s; the server sent {fmt(rate)} messages/s: 32 threads each POSTing to the "
+        "local `@connections` API, served on the gateway's event loop."
     )
 
 
@@ -103,18 +105,19 @@ def _client_scale(result: ScenarioResult, goal: Goal) -> str:
         return (
             "Each connection costs the stack process a WebSocket handshake, the `$connect` handler (one `PutItem`) and "
             "the subscribe (a position read and the reply through `@connections`): measured over 1,000 connects, "
-            "≈ 5.5–7 ms of CPU in the stack process (which also runs the gateway and the `@connections` server, under "
-            "one GIL: it is the bottleneck, ~90 % of a core), ≈ 3 ms in the embedded DynamoDB and ≈ 1 ms in the "
-            "clients; about half of the stack's share is botocore's client-side work for the two DynamoDB calls. The "
-            "connections table is no longer logged or snapshotted (its rows end with the stack), which took the "
-            "rate from 86–123/s to 135–164/s in single runs on this machine. API Gateway itself takes 500 connections "
-            "per second per account; deployed, each handler runs in its own Lambda environment."
+            "≈ 5.3–5.6 ms of CPU in the stack process (which also runs the gateway and the `@connections` server, "
+            "under one GIL: it is the bottleneck, ~90 % of a core), ≈ 3 ms in the embedded DynamoDB and ≈ 1 ms in the "
+            "clients; about half of the stack's share is botocore's client-side work for the two DynamoDB calls. "
+            "Single runs on this machine gave 156–171/s. Running the handlers in worker processes (as Lambda does) "
+            "was tried and measured slower here: 2 logical cores, and each worker spent more CPU per call than the "
+            "whole stack saved. API Gateway itself takes 500 connections per second per account; deployed, each "
+            "handler runs in its own Lambda environment."
         )
     return (
         "The fan-out sends one signed `PostToConnection` per client from 32 threads; locally every send is also served "
         "by the gateway's `@connections` server in the same process, so the rate is bounded by that process's CPU "
-        "(≈ 1.4 ms of CPU per delivery, the process busy for the whole fan-out; 8 senders instead of 32 change "
-        "nothing); in single runs on this machine the last client had the event 1.35–1.70 s after the request. "
+        "(≈ 1.05 ms of CPU per delivery, half of it the sender's signing and HTTP, the process busy for the whole "
+        "fan-out); in single runs on this machine the last client had the event 1.17–1.27 s after the request. "
         "Against API Gateway each send is a ~10–30 ms round trip and 32 senders reach ~1,000 per second."
     )
 
@@ -199,7 +202,19 @@ PROFILE_NOTES = [
     "digests, was a quarter of a 50,000-model refresh's CPU (0.4 s): orjson writes the same bytes in 0.13 s; the "
     "numbers it writes otherwise (below 1e-4) go through `json`.",
     "- **Connection ids**: the local gateway drew every character of an id from the OS's random source (47 calls "
-    "per connect): one draw per id.",
+    "per connect): one draw per id; request ids (three per delivery) come from a plain PRNG.",
+    "- **Unchanged refresh-all, 20 × 300 ms** (0.37 s, goal 0.36 s): the 20 requests went out over 30–50 ms. Each "
+    "run started a thread pool (20 thread starts, each a hand-over of the interpreter lock), a `threading.Timer` "
+    "per request for its deadline (20 more), its catalog reads in another thread competing with them, and a new "
+    "HTTP session (20 new connections, closed again at the end: 2–4 ms). Now the engine keeps its fetch threads, "
+    "one watchdog thread serves every deadline, the catalog reads run in the run's own thread after the fetches "
+    "are handed out, and the session is kept from one run to the next (closed when idle for 30 s): 0.336 s; the "
+    "changing run went from 0.41–0.45 s to 0.38 s.",
+    "- **The local `@connections` server** (1,000-client fan-out, ≈ 1.4 ms of stack CPU per delivery): a threaded "
+    "`http.server` (a thread per connection, headers parsed with the email package, a hand-over to the event loop "
+    "and back per message) was about a quarter of it. It is now an HTTP/1.1 server on the gateway's own event loop; "
+    "the sender uses its endpoint's connection pool directly instead of a `PoolManager` (which parsed and keyed "
+    "every URL): ≈ 1.05 ms per delivery, the last of 1,000 clients at ≈ 1.2 s instead of ≈ 1.5 s.",
     "",
     "**Earlier (issues 4 and 8)**:",
     "",
