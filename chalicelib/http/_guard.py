@@ -25,6 +25,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from chalicelib.http._redact import display_url
+from chalicelib.logs import get_logger
 
 USER_AGENT = "model-catalog/1.0 (+https://github.com/model-catalog)"
 _METADATA_ADDRESSES = frozenset(
@@ -119,6 +120,7 @@ def _address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
 # ---------------------------------------------------------------------- deadline watchdog + peer check
 
 _current = threading.local()
+_log = get_logger("http")
 
 
 def _nothing() -> None:
@@ -176,7 +178,7 @@ class _Watchdog:
             try:
                 alarm.action()
             except Exception:  # an alarm's failure must not stop the others
-                pass
+                _log.exception("a request's deadline action failed")
 
     def _forget_thread(self) -> None:
         self._changed = threading.Condition()

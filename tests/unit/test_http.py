@@ -259,7 +259,7 @@ def test_concurrent_requests_share_one_watchdog_and_keep_their_own_deadlines(ser
     assert [t.name for t in threading.enumerate()].count("http-watchdog") == 1
 
 
-def test_the_watchdog_fires_alarms_in_deadline_order_and_never_a_cancelled_one():
+def test_the_watchdog_fires_alarms_in_deadline_order_and_never_a_cancelled_one(logs):
     fired: list[str] = []
     done = threading.Event()
     _WATCHDOG.set(0.3, lambda: (fired.append("late"), done.set()))
@@ -268,6 +268,7 @@ def test_the_watchdog_fires_alarms_in_deadline_order_and_never_a_cancelled_one()
     _WATCHDOG.set(0.15, lambda: 1 / 0)  # a failing alarm stops none of the others
     assert done.wait(5)
     assert fired == ["early", "late"]
+    assert [line for line in logs.lines if "deadline action failed" in line and "ZeroDivisionError" in line]
 
 
 def test_read_timeout_is_retried_then_reported(server: FakeProviderServer):
