@@ -83,8 +83,8 @@ class SignedConnectionsClient:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        path = f"{self._path}/@connections/{quote(ConnectionId, safe='-._~')}"
-        url = f"{self._endpoint}/@connections/{quote(ConnectionId, safe='-._~')}"
+        resource = f"/@connections/{quote(ConnectionId, safe='-._~')}"
+        path, url = self._path + resource, self._endpoint + resource
         for attempt in range(1, _ATTEMPTS + 1):
             request = AWSRequest(method="POST", url=url, data=Data)
             SigV4Auth(self._credentials().get_frozen_credentials(), "execute-api", self._region).add_auth(request)
