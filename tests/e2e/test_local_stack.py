@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from chalicelib.storage.catalog import CatalogStore, manifest_item
 from devstack.demo_registry import DEMO_REGISTRY_FILE
 from devstack.scheduler import LocalScheduler
 from devstack.tables import table_specs
+from tests.fakes.registry_documents import GrowingRegistry
 from tests.stack import EmbeddedDynamo, LocalStack, pid_alive, port_is_free
 
 REPO = Path(__file__).resolve().parents[2]
@@ -365,26 +365,7 @@ def durable_config(tmp_path: Path) -> Path:
     return config
 
 
-class Registry:
-    """What the demo registry serves: one more model per change (the test's own list: the stack forgets the
-    served document at restart)."""
-
-    def __init__(self) -> None:
-        self.models: dict[str, dict[str, Any]] = {}
-        self._names = itertools.count(1)
-
-    def add_model(self, stack: LocalStack) -> str:
-        key = f"model-{next(self._names):04d}"
-        self.models[key] = {"id": key, "name": key.title(), "limit": {"context": 8192, "output": 1024}}
-        stack.set_registry({"acme": {"id": "acme", "name": "Acme", "models": dict(self.models)}})
-        return f"acme/{key}"
-
-    @property
-    def ids(self) -> set[str]:
-        return {f"acme/{key}" for key in self.models}
-
-
-def change(stack: LocalStack, registry: Registry) -> dict[str, Any]:
+def change(stack: LocalStack, registry: GrowingRegistry) -> dict[str, Any]:
     """A refresh that changes the catalog, answered 200."""
     added = registry.add_model(stack)
     response = stack.post("/api/v1/providers:refresh")
@@ -455,7 +436,7 @@ def test_sigterm_to_the_process_group_of_make_run_right_after_a_change_loses_not
     same epoch. Without the write-ahead log (and no snapshot timer) only the final snapshot can save it."""
     env = {} if durability == "as shipped" else NO_WAL
     local = LocalStack(tmp_path, config=durable_config, env=env, under_make=True)
-    registry = Registry()
+    registry = GrowingRegistry()
     seen: dict[str, Any] | None = None
     for round_number in range(4):
         local.start()
@@ -494,7 +475,7 @@ def test_a_stop_signal_to_the_stack_alone_right_after_a_change_keeps_it_in_the_f
     """Without the write-ahead log and with no snapshot timer, only the clean stop's final snapshot can keep the
     change: the signal reaches the stack alone (not make, not its group), the change is there after a restart."""
     local = LocalStack(tmp_path, config=durable_config, env=NO_WAL)
-    registry = Registry()
+    registry = GrowingRegistry()
     local.start()
     with subscriber(local) as client:
         client.subscribe()
@@ -530,7 +511,7 @@ def test_sigkill_of_the_whole_tree_right_after_a_change_never_reuses_a_cursor(
     content — so it can tell."""
     env, expected = CRASH_CASES[case]
     local = LocalStack(tmp_path, config=durable_config, env=env, under_make=True)
-    registry = Registry()
+    registry = GrowingRegistry()
     local.start()
     change(local, registry)
     local.stop(group=True)  # a first change, kept by a clean stop whatever the case
@@ -576,7 +557,7 @@ def test_a_deliberate_third_ctrl_c_forces_the_exit_after_the_final_snapshot(tmp_
     config = tmp_path / "ticking.toml"
     config.write_text(DURABLE_CONFIG.replace("refresh_on_start = false", "refresh_on_start = false\nrefresh_interval_ms = 500"))
     local = LocalStack(tmp_path, config=config, env=NO_WAL, tick_seconds=0.5)
-    registry = Registry()
+    registry = GrowingRegistry()
     local.start()
     with subscriber(local) as client:
         client.subscribe()
@@ -609,7 +590,7 @@ def test_a_state_directory_restored_from_a_backup_starts_a_new_epoch(tmp_path: P
     served: the marker names the snapshot file it was written for, and a restored copy is another file."""
     state = tmp_path / "state"
     local = LocalStack(tmp_path, config=durable_config)
-    registry = Registry()
+    registry = GrowingRegistry()
     local.start()
     change(local, registry)
     local.stop()
@@ -717,7 +698,7 @@ def test_state_files_are_private_and_an_old_directory_is_tightened(tmp_path: Pat
         os.chmod(path, 0o644)
     local = LocalStack(tmp_path, config=durable_config)
     local.start()
-    change(local, Registry())
+    change(local, GrowingRegistry())
     local.stop()
     names = {path.name for path in state.iterdir()}
     assert {"dynamodb.json", "dynamodb.clean", "oauth.key", ".model-catalog-state", ".lock"} <= names

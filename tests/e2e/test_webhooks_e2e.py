@@ -24,6 +24,7 @@ import requests
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from websockets.sync.client import connect
 
+from tests.fakes.registry_documents import GrowingRegistry
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.stack import REPO, LocalStack, isolated_env
 
@@ -44,21 +45,6 @@ url = "${MODEL_CATALOG_DEMO_REGISTRY_URL:-http://127.0.0.1:9/api.json}"
 """
 
 
-class Registry:
-    """What the demo registry serves: a growing list of models (each refresh then reports one added)."""
-
-    def __init__(self, stack: LocalStack):
-        self._stack = stack
-        self._models: dict[str, dict[str, Any]] = {}
-        self._names = itertools.count(1)
-
-    def add_model(self) -> str:
-        key = f"model-{next(self._names):04d}"
-        self._models[key] = {"id": key, "name": key.title(), "limit": {"context": 8192, "output": 1024}}
-        self._stack.set_registry({"acme": {"id": "acme", "name": "Acme", "models": dict(self._models)}})
-        return f"acme/{key}"
-
-
 def start_stack(root, config: str = CONFIG, **env: str) -> LocalStack:
     path = root / "catalog.toml"
     path.write_text(textwrap.dedent(config))
@@ -72,9 +58,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="module")
-def registry(stack: LocalStack) -> Registry:
-    registry = Registry(stack)
-    registry.add_model()
+def registry(stack: LocalStack) -> GrowingRegistry:
+    registry = GrowingRegistry()
+    registry.add_model(stack)
     assert stack.post("/api/v1/providers:refresh").status_code == 200
     return registry
 
@@ -107,9 +93,9 @@ def refresh(stack: LocalStack) -> dict[str, Any]:
     return response.json()
 
 
-def change(stack: LocalStack, registry: Registry) -> tuple[dict[str, Any], float]:
+def change(stack: LocalStack, registry: GrowingRegistry) -> tuple[dict[str, Any], float]:
     """A refresh that adds one model; returns its result and when its answer arrived."""
-    added = registry.add_model()
+    added = registry.add_model(stack)
     result = refresh(stack)
     assert result["changed"] and added in result["changed"][0]["added"], result
     return result, time.time()
@@ -263,7 +249,7 @@ def test_the_cli_manages_webhooks(stack, registry, receiver):
 def test_a_pending_retry_survives_a_restart_of_the_stack(tmp_path):
     config = CONFIG.replace("webhook_retry_schedule_s = [1, 1]", "webhook_retry_schedule_s = [3]")
     with start_stack(tmp_path, config) as stack, WebhookReceiver() as receiver:
-        registry = Registry(stack)
+        registry = GrowingRegistry()
         receiver.answers = [500]
         created = stack.post("/api/v1/webhooks", json={"url": receiver.url}).json()
         change(stack, registry)

@@ -13,7 +13,6 @@ refresh a ``ping`` is answered by a ``pong`` that is queued behind any event of 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import textwrap
@@ -27,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from chalicelib.bootstrap import Container, bootstrap
 from chalicelib.settings import TableNames, settings_from_env
+from tests.fakes.registry_documents import GrowingRegistry
 from tests.faults import build_engine
 from tests.stack import LocalStack
 
@@ -47,21 +47,6 @@ url = "${MODEL_CATALOG_DEMO_REGISTRY_URL:-http://127.0.0.1:9/api.json}"
 """
 
 
-class Registry:
-    """What the demo registry serves: a growing list of models (a refresh then reports them as added)."""
-
-    def __init__(self, stack: LocalStack):
-        self._stack = stack
-        self._models: dict[str, dict[str, Any]] = {}
-        self._names = itertools.count(1)
-
-    def add_model(self) -> str:
-        key = f"model-{next(self._names):04d}"
-        self._models[key] = {"id": key, "name": key.title(), "limit": {"context": 8192, "output": 1024}}
-        self._stack.set_registry({"acme": {"id": "acme", "name": "Acme", "models": dict(self._models)}})
-        return f"acme/{key}"
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("ws-e2e")
@@ -72,9 +57,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="module")
-def registry(stack: LocalStack) -> Registry:
-    registry = Registry(stack)
-    registry.add_model()
+def registry(stack: LocalStack) -> GrowingRegistry:
+    registry = GrowingRegistry()
+    registry.add_model(stack)
     first = stack.post("/api/v1/providers:refresh")
     assert first.status_code == 200, first.text
     return registry
@@ -121,7 +106,7 @@ def ws_connect(url: str) -> Any:
 
 
 @pytest.fixture
-def open_client(stack: LocalStack, registry: Registry) -> Iterator[Any]:
+def open_client(stack: LocalStack, registry: GrowingRegistry) -> Iterator[Any]:
     with contextlib.ExitStack() as opened:
 
         def open_one() -> Client:
@@ -136,8 +121,8 @@ def refresh(stack: LocalStack) -> dict[str, Any]:
     return response.json()
 
 
-def change(stack: LocalStack, registry: Registry) -> dict[str, Any]:
-    added = registry.add_model()
+def change(stack: LocalStack, registry: GrowingRegistry) -> dict[str, Any]:
+    added = registry.add_model(stack)
     result = refresh(stack)
     assert result["changed"] and added in result["changed"][0]["added"], result
     return result
@@ -167,7 +152,7 @@ def broadcast_logs(stack: LocalStack, seq: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("token", ["wrong-token", ""])
-def test_a_bad_or_missing_token_is_refused_at_connect(stack: LocalStack, registry: Registry, token: str):
+def test_a_bad_or_missing_token_is_refused_at_connect(stack: LocalStack, registry: GrowingRegistry, token: str):
     url = f"{stack.ws_url}/" + (f"?token={token}" if token else "")
     with pytest.raises(InvalidStatus) as refused, ws_connect(url):
         pass
@@ -225,7 +210,7 @@ def test_no_event_for_a_refresh_that_changed_nothing(stack, registry, open_clien
 def test_no_event_for_failures_alone(stack, registry, open_client):
     client = open_client()
     position, _ = client.subscribe()
-    registry.add_model()  # a change is waiting, but the provider fails
+    registry.add_model(stack)  # a change is waiting, but the provider fails
     stack.fail_registry(503)
     try:
         result = refresh(stack)
@@ -337,7 +322,7 @@ def test_a_crash_between_commit_and_fan_out_loses_nothing(stack, registry, open_
     offline_since = position["seq"]
 
     # The committing Lambda "dies" right after its transaction: the same engine, with no publisher.
-    registry.add_model()
+    registry.add_model(stack)
     container = stack_wiring
     engine = build_engine(container.settings, container.aws.client("dynamodb"), container.fetcher_factory)
     committed = engine.run("all", trigger="manual").model_dump(mode="json")

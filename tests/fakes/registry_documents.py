@@ -8,6 +8,7 @@ models, then refresh.
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 VENDOR = "acme"
@@ -52,3 +53,26 @@ class RegistryModels:
 
     def document(self) -> dict[str, Any]:
         return {self.vendor: {"id": self.vendor, "name": self.vendor_name, "models": copy.deepcopy(self.models)}}
+
+
+class GrowingRegistry:
+    """What a local stack's demo registry serves, one more model per ``add_model`` (each refresh then reports it
+    added). The test keeps the list: a stack forgets the served document when it restarts."""
+
+    def __init__(self) -> None:
+        self.served = RegistryModels()
+        self._names = itertools.count(1)
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return self.served.models
+
+    @property
+    def ids(self) -> set[str]:
+        return {f"{self.served.vendor}/{key}" for key in self.served.models}
+
+    def add_model(self, stack: Any) -> str:
+        """Serve one more model on ``stack`` (a ``tests.stack.LocalStack``); returns its catalog id."""
+        model_id = self.served.put(f"model-{next(self._names):04d}")
+        stack.set_registry(self.served.document())
+        return model_id
