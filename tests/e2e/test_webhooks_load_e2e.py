@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_webhooks_e2e import Registry, change, start_stack, wait_until
+from tests.e2e.test_webhooks_e2e import change, start_stack, wait_until
+from tests.fakes.registry_documents import GrowingRegistry
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.stack import LocalStack
 
@@ -32,14 +33,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield running
 
 
-def timed_change(stack: LocalStack, registry: Registry) -> tuple[float, float]:
+def timed_change(stack: LocalStack, registry: GrowingRegistry) -> tuple[float, float]:
     started = time.perf_counter()
     _, answered = change(stack, registry)
     return time.perf_counter() - started, answered
 
 
 def test_hanging_endpoints_delay_neither_the_others_nor_the_refresh(stack):
-    registry = Registry(stack)
+    registry = GrowingRegistry()
     timed_change(stack, registry)  # warm-up: first refresh of the process
     control = [timed_change(stack, registry)[0] for _ in range(REPS)]
 
