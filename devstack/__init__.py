@@ -19,7 +19,14 @@ import random
 import time
 import uuid
 
-_request_ids = random.Random()  # request ids need no unpredictability (and no system call per invocation)
+# Request ids name a request in logs: they need no unpredictability, and the OS's random source (``uuid.uuid4``,
+# ``secrets``) costs a system call per draw, several per WebSocket message locally.
+REQUEST_IDS = random.Random()
+
+
+def request_uuid() -> str:
+    """A version-4 UUID for a request id (``aws_request_id``, ``x-amzn-RequestId``)."""
+    return str(uuid.UUID(int=REQUEST_IDS.getrandbits(128), version=4))
 
 
 class LambdaContext:
@@ -29,7 +36,7 @@ class LambdaContext:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_limit_in_mb
-        self.aws_request_id = str(uuid.UUID(int=_request_ids.getrandbits(128), version=4))
+        self.aws_request_id = request_uuid()
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"

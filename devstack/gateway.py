@@ -45,13 +45,11 @@ import contextlib
 import functools
 import json
 import logging
-import random
 import secrets
 import socket
 import string
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -65,7 +63,7 @@ from websockets.http11 import Request, Response
 
 from chalicelib.clock import utc_iso
 from chalicelib.logs import get_logger
-from devstack import LambdaContext
+from devstack import REQUEST_IDS, LambdaContext, request_uuid
 
 log = get_logger("local.gateway")
 
@@ -137,13 +135,9 @@ def _iso(epoch_s: float) -> str:
     return utc_iso(epoch_s)
 
 
-# Request ids name a request in logs; unlike connection ids they need no unpredictability, and the OS's random
-# source costs a system call per draw (three ids per delivery).
-_request_ids = random.Random()
-
-
 def _request_id() -> str:
-    return _random_id(16, _request_ids.randrange) + "="
+    # From devstack.REQUEST_IDS (no system call); connection ids still come from the OS's random source.
+    return _random_id(16, REQUEST_IDS.randrange) + "="
 
 
 def _random_id(length: int, draw: Callable[[int], int] = secrets.randbelow) -> str:
@@ -670,7 +664,7 @@ def _http_response(status: HTTPStatus, body: bytes, error_type: str | None, keep
         f"Date: {_http_date()}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
-        f"x-amzn-RequestId: {uuid.UUID(int=_request_ids.getrandbits(128), version=4)}",
+        f"x-amzn-RequestId: {request_uuid()}",
     ]
     if error_type:
         lines.append(f"x-amzn-ErrorType: {error_type}")
